@@ -1,0 +1,40 @@
+// Package tracer loads the BPF programs, attaches them with one of the
+// backends, reads events from the ring buffer and turns them into journeys.
+package tracer
+
+import (
+	"io"
+	"time"
+
+	"github.com/ipftrace/ipftrace/btfscan"
+	"github.com/ipftrace/ipftrace/filter"
+)
+
+// Target is one function or tracepoint to attach to. Its index in
+// Config.Targets is its function ID in events.
+type Target struct {
+	Name       string // function or tracepoint name
+	SkbPos     int    // 1-based position of the skb argument
+	NumArgs    int    // number of arguments
+	Module     string // kernel module, "" for vmlinux
+	Tracepoint bool   // a raw tracepoint rather than a function
+	Egress     bool   // a journey ends when it reaches this target
+}
+
+// Config is everything a tracing run needs.
+type Config struct {
+	Backend     string          // auto, fentry, kprobe-multi, kprobe or tracepoint
+	Funcs       []Target        // functions to trace (fentry, kprobe-multi, kprobe)
+	Tracepoints []Target        // tracepoints to trace (tracepoint backend)
+	Scan        *btfscan.Result // the BTF scan the targets came from
+	Filter      filter.Filter   // flow filter, evaluated in BPF
+	Length      int             // a journey ends after this many events
+	Idle        time.Duration   // a journey ends after the skb is idle this long
+	Count       int             // stop after this many journeys (0: no limit)
+	Duration    time.Duration   // stop after this long (0: no limit)
+	ReadyFile   string          // created once everything is attached
+	Format      string          // text or json
+	Verbose     bool            // list skipped functions, show verifier logs
+	Stdout      io.Writer       // journeys
+	Stderr      io.Writer       // progress, summaries, warnings
+}
