@@ -1,0 +1,334 @@
+package journey
+
+import (
+	"time"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultLength      = 80                    // events per journey
+	DefaultIdle        = time.Second           // idle timeout
+	DefaultMaxInFlight = 65536                 // in-flight table bound
+	DefaultLinger      = 50 * time.Millisecond // closing-state linger after egress
+)
+
+// Config tunes an Assembler. The zero value of every field selects its default.
+type Config struct {
+	// Length ends a journey once it recorded this many events
+	// (DefaultLength if <= 0).
+	Length int
+	// Idle ends a journey whose skb had no event for this long
+	// (DefaultIdle if <= 0). It is measured in event time (against the
+	// newest event seen by Add) and against the clock passed to Tick.
+	Idle time.Duration
+	// MaxInFlight bounds the number of journeys held (in flight or
+	// closing); when the table is full the least recently active journey
+	// is emitted early (End evict, or egress for a closing journey)
+	// (DefaultMaxInFlight if <= 0).
+	MaxInFlight int
+	// Linger is how long a journey stays in the closing state after its
+	// egress event, to collect the skb release path (DefaultLinger if <= 0).
+	Linger time.Duration
+	// IsEgress reports whether a function ends a journey. Nil: none does.
+	IsEgress func(funcID uint32) bool
+	// IsRelease reports whether a function belongs to the skb release path
+	// that runs after an egress function on the same skb (see IsReleaseName).
+	// Nil: none does.
+	IsRelease func(funcID uint32) bool
+}
+
+// entry is one journey held by the Assembler. Entries sit in the map by skb
+// address and in exactly one of two intrusive lists (active or closing),
+// ordered by last activity.
+type entry struct {
+	skb        uint64
+	events     []Event
+	last       uint64 // newest event timestamp of the journey
+	egressTS   uint64 // timestamp of the egress event (closing entries)
+	closing    bool   // ended at egress, collecting the release path
+	prev, next *entry
+}
+
+// list is an intrusive doubly-linked list of entries, oldest first.
+type list struct {
+	head, tail *entry
+}
+
+func (l *list) pushBack(e *entry) {
+	e.prev, e.next = l.tail, nil
+	if l.tail != nil {
+		l.tail.next = e
+	} else {
+		l.head = e
+	}
+	l.tail = e
+}
+
+func (l *list) remove(e *entry) {
+	if e.prev != nil {
+		e.prev.next = e.next
+	} else {
+		l.head = e.next
+	}
+	if e.next != nil {
+		e.next.prev = e.prev
+	} else {
+		l.tail = e.prev
+	}
+	e.prev, e.next = nil, nil
+}
+
+func (l *list) moveToBack(e *entry) {
+	if l.tail == e {
+		return
+	}
+	l.remove(e)
+	l.pushBack(e)
+}
+
+// Assembler groups events into journeys keyed by skb address.
+//
+// A journey ends when an egress function runs (EndEgress), when it recorded
+// Config.Length events (EndLength), when its skb is idle for Config.Idle
+// (EndIdle), when the table is full and it is the least recently active
+// journey (EndEvict), or at Flush (EndExit).
+//
+// Release path: after an egress function such as consume_skb, the kernel
+// frees the same skb through __kfree_skb, skb_release_data, kfree_skbmem and
+// so on. Those events belong to the packet that just left, not to a new
+// packet that happens to reuse the address. So a journey that ends at egress
+// is not emitted at once but enters a closing state: further events on the
+// same skb for which Config.IsRelease is true, and any event whose timestamp
+// is not after the egress event (cross-CPU reordering), are appended to it,
+// still bounded by Config.Length. The first other event on that skb emits
+// the closing journey and starts a new one. A closing journey is also
+// emitted once it lingered Config.Linger (in event time, checked by Add, or
+// by Tick), when it reaches Length, when the table needs room, and by Flush.
+// Its End stays EndEgress. Release events beyond Length start a new journey.
+//
+// Events within a journey are kept in timestamp order by insertion sort, so
+// small cross-CPU reordering is absorbed cheaply.
+//
+// The Events slice of an emitted Journey belongs to the callee; the
+// Assembler never touches it again. An Assembler is not safe for concurrent
+// use.
+type Assembler struct {
+	length   int
+	idle     uint64
+	linger   uint64
+	max      int
+	isEgress func(uint32) bool
+	isRel    func(uint32) bool
+
+	table   map[uint64]*entry
+	active  list // in flight, least recently active first
+	closing list // ended at egress, least recently active first
+	free    []*entry
+	newest  uint64 // newest event timestamp seen
+}
+
+// NewAssembler returns an Assembler for cfg, with defaults for zero fields.
+func NewAssembler(cfg Config) *Assembler {
+	if cfg.Length <= 0 {
+		cfg.Length = DefaultLength
+	}
+	if cfg.Idle <= 0 {
+		cfg.Idle = DefaultIdle
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = DefaultMaxInFlight
+	}
+	if cfg.Linger <= 0 {
+		cfg.Linger = DefaultLinger
+	}
+	if cfg.IsEgress == nil {
+		cfg.IsEgress = func(uint32) bool { return false }
+	}
+	if cfg.IsRelease == nil {
+		cfg.IsRelease = func(uint32) bool { return false }
+	}
+	hint := cfg.MaxInFlight
+	if hint > 4096 {
+		hint = 4096
+	}
+	return &Assembler{
+		length:   cfg.Length,
+		idle:     uint64(cfg.Idle),
+		linger:   uint64(cfg.Linger),
+		max:      cfg.MaxInFlight,
+		isEgress: cfg.IsEgress,
+		isRel:    cfg.IsRelease,
+		table:    make(map[uint64]*entry, hint),
+	}
+}
+
+// InFlight returns the number of journeys held, closing ones included.
+func (a *Assembler) InFlight() int { return len(a.table) }
+
+// Add records ev and calls emit for every journey that ended as a result:
+// idle or lingering journeys overtaken by ev's timestamp, an evicted
+// journey, a closing journey on the same skb, or ev's own journey.
+func (a *Assembler) Add(ev Event, emit func(Journey)) {
+	if ev.TS > a.newest {
+		a.newest = ev.TS
+		a.expire(a.newest, emit)
+	}
+
+	e := a.table[ev.SKB]
+	if e != nil && e.closing {
+		if ev.TS <= e.egressTS || a.isRel(ev.FuncID) {
+			a.appendTo(e, &ev)
+			a.closing.moveToBack(e)
+			if len(e.events) >= a.length {
+				a.finish(e, EndEgress, emit)
+			}
+			return
+		}
+		a.finish(e, EndEgress, emit)
+		e = nil
+	}
+	if e == nil {
+		if len(a.table) >= a.max {
+			a.evictOne(emit)
+		}
+		e = a.newEntry(ev.SKB)
+		a.table[ev.SKB] = e
+		a.active.pushBack(e)
+	} else {
+		a.active.moveToBack(e)
+	}
+	a.appendTo(e, &ev)
+
+	if a.isEgress(ev.FuncID) {
+		if len(e.events) >= a.length {
+			a.finish(e, EndEgress, emit)
+			return
+		}
+		e.closing = true
+		e.egressTS = ev.TS
+		a.active.remove(e)
+		a.closing.pushBack(e)
+		return
+	}
+	if len(e.events) >= a.length {
+		a.finish(e, EndLength, emit)
+	}
+}
+
+// Tick ends the journeys idle at now (ktime in nanoseconds, the clock of
+// Event.TS) and the closing journeys that lingered long enough.
+func (a *Assembler) Tick(now uint64, emit func(Journey)) {
+	a.expire(now, emit)
+}
+
+// Flush emits every held journey, least recently active first: in-flight
+// ones with EndExit, closing ones with EndEgress. The Assembler is empty and
+// reusable afterwards.
+func (a *Assembler) Flush(emit func(Journey)) {
+	for {
+		ac, cl := a.active.head, a.closing.head
+		switch {
+		case ac == nil && cl == nil:
+			return
+		case cl == nil || (ac != nil && ac.last <= cl.last):
+			a.finish(ac, EndExit, emit)
+		default:
+			a.finish(cl, EndEgress, emit)
+		}
+	}
+}
+
+// expire emits the journeys idle at now and the closing ones that lingered.
+func (a *Assembler) expire(now uint64, emit func(Journey)) {
+	for e := a.closing.head; e != nil && e.last+a.linger <= now; e = a.closing.head {
+		a.finish(e, EndEgress, emit)
+	}
+	for e := a.active.head; e != nil && e.last+a.idle <= now; e = a.active.head {
+		a.finish(e, EndIdle, emit)
+	}
+}
+
+// evictOne makes room for one entry: a closing journey if there is one
+// (it is complete anyway), else the least recently active one.
+func (a *Assembler) evictOne(emit func(Journey)) {
+	if e := a.closing.head; e != nil {
+		a.finish(e, EndEgress, emit)
+		return
+	}
+	if e := a.active.head; e != nil {
+		a.finish(e, EndEvict, emit)
+	}
+}
+
+// appendTo inserts ev into e's events in timestamp order.
+func (a *Assembler) appendTo(e *entry, ev *Event) {
+	if e.events == nil {
+		e.events = make([]Event, 0, initialCap(a.length))
+	}
+	e.events = append(e.events, *ev)
+	evs := e.events
+	i := len(evs) - 1
+	if i > 0 && evs[i-1].TS > ev.TS {
+		for i > 0 && evs[i-1].TS > ev.TS {
+			evs[i] = evs[i-1]
+			i--
+		}
+		evs[i] = *ev
+	}
+	if ev.TS > e.last {
+		e.last = ev.TS
+	}
+}
+
+// initialCap is the starting capacity of a journey's event slice.
+func initialCap(length int) int {
+	if length < 16 {
+		return length
+	}
+	return 16
+}
+
+// newEntry returns a cleared entry for skb, recycled if possible.
+func (a *Assembler) newEntry(skb uint64) *entry {
+	var e *entry
+	if n := len(a.free); n > 0 {
+		e = a.free[n-1]
+		a.free = a.free[:n-1]
+	} else {
+		e = new(entry)
+	}
+	e.skb = skb
+	return e
+}
+
+// finish removes e from the table and its list, emits its journey with end
+// and recycles e.
+func (a *Assembler) finish(e *entry, end End, emit func(Journey)) {
+	if e.closing {
+		a.closing.remove(e)
+	} else {
+		a.active.remove(e)
+	}
+	delete(a.table, e.skb)
+	j := Journey{
+		Flow:   flowOf(e.events),
+		SKB:    e.skb,
+		Events: e.events,
+		End:    end,
+	}
+	*e = entry{}
+	if len(a.free) < 1024 {
+		a.free = append(a.free, e)
+	}
+	emit(j)
+}
+
+// flowOf returns the tuple of the first event with a parsed tuple.
+func flowOf(evs []Event) Tuple {
+	for i := range evs {
+		if evs[i].Tuple.IPVersion != 0 {
+			return evs[i].Tuple
+		}
+	}
+	return Tuple{}
+}

@@ -1,0 +1,435 @@
+package journey
+
+import (
+	"fmt"
+	"net/netip"
+	"reflect"
+	"testing"
+	"time"
+)
+
+// Function IDs used by the tests.
+const (
+	fnRecv    uint32 = iota // netif_receive_skb
+	fnIP                    // ip_rcv
+	fnLocal                 // ip_local_deliver
+	fnXmit                  // dev_hard_start_xmit (egress)
+	fnConsume               // consume_skb (egress)
+	fnKfree                 // __kfree_skb (release)
+	fnRelData               // skb_release_data (release)
+	fnSkbmem                // kfree_skbmem (release)
+)
+
+var testNames = []string{
+	"netif_receive_skb", "ip_rcv", "ip_local_deliver", "dev_hard_start_xmit",
+	"consume_skb", "__kfree_skb", "skb_release_data", "kfree_skbmem",
+}
+
+func testConfig() Config {
+	return Config{
+		Length:      80,
+		Idle:        time.Second,
+		MaxInFlight: 1000,
+		Linger:      50 * time.Millisecond,
+		IsEgress:    func(id uint32) bool { return id == fnXmit || id == fnConsume },
+		IsRelease:   func(id uint32) bool { return IsReleaseName(testNames[id]) },
+	}
+}
+
+var tupleA = Tuple{
+	IPVersion: 4, Proto: 6,
+	Saddr: netip.MustParseAddr("10.0.0.1"), Daddr: netip.MustParseAddr("10.0.0.2"),
+	Sport: 33696, Dport: 8000,
+}
+
+// ev is a short constructor: timestamp, skb, function, parsed or not.
+func ev(ts, skb uint64, fn uint32) Event {
+	return Event{TS: ts, SKB: skb, FuncID: fn, Tuple: tupleA}
+}
+
+// op is one step of a scripted test: an event, a tick, or a flush.
+type op struct {
+	ev    *Event
+	tick  uint64
+	flush bool
+}
+
+func add(e Event) op                     { return op{ev: &e} }
+func tick(now uint64) op                 { return op{tick: now} }
+func flush() op                          { return op{flush: true} }
+func addAt(ts, skb uint64, fn uint32) op { return add(ev(ts, skb, fn)) }
+
+// summary is the comparable shape of an emitted journey.
+type summary struct {
+	SKB   uint64
+	Funcs []uint32
+	End   End
+}
+
+func summarize(j Journey) summary {
+	s := summary{SKB: j.SKB, End: j.End}
+	for _, e := range j.Events {
+		s.Funcs = append(s.Funcs, e.FuncID)
+	}
+	return s
+}
+
+func run(cfg Config, ops []op) ([]summary, *Assembler) {
+	a := NewAssembler(cfg)
+	var got []summary
+	emit := func(j Journey) { got = append(got, summarize(j)) }
+	for _, o := range ops {
+		switch {
+		case o.ev != nil:
+			a.Add(*o.ev, emit)
+		case o.flush:
+			a.Flush(emit)
+		default:
+			a.Tick(o.tick, emit)
+		}
+	}
+	return got, a
+}
+
+const ms = uint64(time.Millisecond)
+
+func TestAssembler(t *testing.T) {
+	short := testConfig()
+	short.Length = 3
+
+	tests := []struct {
+		name string
+		cfg  Config
+		ops  []op
+		want []summary
+	}{
+		{
+			name: "egress end after linger",
+			cfg:  testConfig(),
+			ops: []op{
+				addAt(1, 0xa, fnRecv), addAt(2, 0xa, fnIP), addAt(3, 0xa, fnXmit),
+				tick(3 + 49*ms),
+				tick(3 + 50*ms),
+			},
+			want: []summary{{0xa, []uint32{fnRecv, fnIP, fnXmit}, EndEgress}},
+		},
+		{
+			name: "length end",
+			cfg:  short,
+			ops: []op{
+				addAt(1, 0xa, fnRecv), addAt(2, 0xa, fnIP), addAt(3, 0xa, fnLocal),
+				addAt(4, 0xa, fnRecv),
+				flush(),
+			},
+			want: []summary{
+				{0xa, []uint32{fnRecv, fnIP, fnLocal}, EndLength},
+				{0xa, []uint32{fnRecv}, EndExit},
+			},
+		},
+		{
+			name: "egress at length emits at once",
+			cfg:  short,
+			ops: []op{
+				addAt(1, 0xa, fnRecv), addAt(2, 0xa, fnIP), addAt(3, 0xa, fnXmit),
+			},
+			want: []summary{{0xa, []uint32{fnRecv, fnIP, fnXmit}, EndEgress}},
+		},
+		{
+			name: "idle end via tick",
+			cfg:  testConfig(),
+			ops: []op{
+				addAt(1, 0xa, fnRecv), addAt(500*ms, 0xb, fnRecv),
+				tick(1000*ms + 0), // a: 1+1s > now, not yet
+				tick(1000*ms + 1), // a idle
+				tick(1500*ms + 0), // b idle
+			},
+			want: []summary{
+				{0xa, []uint32{fnRecv}, EndIdle},
+				{0xb, []uint32{fnRecv}, EndIdle},
+			},
+		},
+		{
+			name: "idle end via event time",
+			cfg:  testConfig(),
+			ops: []op{
+				addAt(1, 0xa, fnRecv),
+				addAt(2000*ms, 0xb, fnRecv),
+				addAt(2000*ms+1, 0xa, fnIP),
+				flush(),
+			},
+			want: []summary{
+				{0xa, []uint32{fnRecv}, EndIdle},
+				{0xb, []uint32{fnRecv}, EndExit},
+				{0xa, []uint32{fnIP}, EndExit},
+			},
+		},
+		{
+			name: "exit flush oldest first",
+			cfg:  testConfig(),
+			ops: []op{
+				addAt(1, 0xa, fnRecv), addAt(2, 0xb, fnRecv), addAt(3, 0xc, fnRecv),
+				addAt(4, 0xa, fnIP), // a is now the most recently active
+				addAt(5, 0xb, fnXmit),
+				flush(),
+			},
+			want: []summary{
+				{0xc, []uint32{fnRecv}, EndExit},
+				{0xa, []uint32{fnRecv, fnIP}, EndExit},
+				{0xb, []uint32{fnRecv, fnXmit}, EndEgress},
+			},
+		},
+		{
+			name: "address reuse after egress starts a new journey",
+			cfg:  testConfig(),
+			ops: []op{
+				addAt(1, 0xa, fnRecv), addAt(2, 0xa, fnXmit),
+				addAt(3, 0xa, fnRecv), addAt(4, 0xa, fnIP),
+				flush(),
+			},
+			want: []summary{
+				{0xa, []uint32{fnRecv, fnXmit}, EndEgress},
+				{0xa, []uint32{fnRecv, fnIP}, EndExit},
+			},
+		},
+		{
+			name: "release path absorbed",
+			cfg:  testConfig(),
+			ops: []op{
+				addAt(1, 0xa, fnRecv), addAt(2, 0xa, fnLocal), addAt(3, 0xa, fnConsume),
+				addAt(4, 0xa, fnKfree), addAt(5, 0xa, fnRelData), addAt(6, 0xa, fnSkbmem),
+				addAt(7, 0xa, fnRecv), // reused address, new packet
+				addAt(8, 0xa, fnConsume),
+				addAt(9, 0xa, fnSkbmem),
+				tick(9 + 50*ms),
+			},
+			want: []summary{
+				{0xa, []uint32{fnRecv, fnLocal, fnConsume, fnKfree, fnRelData, fnSkbmem}, EndEgress},
+				{0xa, []uint32{fnRecv, fnConsume, fnSkbmem}, EndEgress},
+			},
+		},
+		{
+			name: "release path bounded by length",
+			cfg:  short,
+			ops: []op{
+				addAt(1, 0xa, fnRecv), addAt(2, 0xa, fnConsume),
+				addAt(3, 0xa, fnKfree), addAt(4, 0xa, fnSkbmem),
+				flush(),
+			},
+			want: []summary{
+				{0xa, []uint32{fnRecv, fnConsume, fnKfree}, EndEgress},
+				{0xa, []uint32{fnSkbmem}, EndExit},
+			},
+		},
+		{
+			name: "late pre-egress event joins the closing journey",
+			cfg:  testConfig(),
+			ops: []op{
+				addAt(10, 0xa, fnRecv), addAt(30, 0xa, fnXmit),
+				addAt(20, 0xa, fnIP), // from another CPU, arrived late
+				addAt(40, 0xa, fnRecv),
+				flush(),
+			},
+			want: []summary{
+				{0xa, []uint32{fnRecv, fnIP, fnXmit}, EndEgress},
+				{0xa, []uint32{fnRecv}, EndExit},
+			},
+		},
+		{
+			name: "release event without egress is a plain event",
+			cfg:  testConfig(),
+			ops: []op{
+				addAt(1, 0xa, fnKfree), addAt(2, 0xa, fnSkbmem),
+				flush(),
+			},
+			want: []summary{{0xa, []uint32{fnKfree, fnSkbmem}, EndExit}},
+		},
+		{
+			name: "out of order events are sorted",
+			cfg:  testConfig(),
+			ops: []op{
+				addAt(10, 0xa, fnRecv), addAt(30, 0xa, fnLocal), addAt(20, 0xa, fnIP),
+				addAt(5, 0xa, fnKfree),
+				flush(),
+			},
+			want: []summary{{0xa, []uint32{fnKfree, fnRecv, fnIP, fnLocal}, EndExit}},
+		},
+		{
+			name: "eviction prefers closing journeys then least recently active",
+			cfg: func() Config {
+				c := testConfig()
+				c.MaxInFlight = 2
+				return c
+			}(),
+			ops: []op{
+				addAt(1, 0xa, fnRecv), addAt(2, 0xb, fnRecv), addAt(3, 0xa, fnIP),
+				addAt(4, 0xc, fnRecv), // evicts b
+				addAt(5, 0xc, fnXmit),
+				addAt(6, 0xd, fnRecv), // evicts closing c
+				addAt(7, 0xe, fnRecv), // evicts a
+				flush(),
+			},
+			want: []summary{
+				{0xb, []uint32{fnRecv}, EndEvict},
+				{0xc, []uint32{fnRecv, fnXmit}, EndEgress},
+				{0xa, []uint32{fnRecv, fnIP}, EndEvict},
+				{0xd, []uint32{fnRecv}, EndExit},
+				{0xe, []uint32{fnRecv}, EndExit},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, a := run(tt.cfg, tt.ops)
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("journeys:\n got %v\nwant %v", got, tt.want)
+			}
+			if n := a.InFlight(); n != 0 && tt.ops[len(tt.ops)-1].flush {
+				t.Errorf("InFlight after Flush = %d, want 0", n)
+			}
+		})
+	}
+}
+
+func TestAssemblerFlow(t *testing.T) {
+	unparsed := Event{TS: 1, SKB: 0xa, FuncID: fnRecv}
+	parsed := ev(2, 0xa, fnIP)
+	other := ev(3, 0xa, fnLocal)
+	other.Tuple.Sport = 1
+
+	tests := []struct {
+		name string
+		evs  []Event
+		want Tuple
+	}{
+		{"first parsed tuple", []Event{unparsed, parsed, other}, tupleA},
+		{"none parsed", []Event{unparsed}, Tuple{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := NewAssembler(testConfig())
+			var got []Journey
+			for _, e := range tt.evs {
+				a.Add(e, func(j Journey) { got = append(got, j) })
+			}
+			a.Flush(func(j Journey) { got = append(got, j) })
+			if len(got) != 1 {
+				t.Fatalf("got %d journeys, want 1", len(got))
+			}
+			if got[0].Flow != tt.want {
+				t.Errorf("Flow = %+v, want %+v", got[0].Flow, tt.want)
+			}
+		})
+	}
+}
+
+func TestAssemblerDefaults(t *testing.T) {
+	a := NewAssembler(Config{})
+	if a.length != DefaultLength || a.idle != uint64(DefaultIdle) ||
+		a.max != DefaultMaxInFlight || a.linger != uint64(DefaultLinger) {
+		t.Errorf("defaults not applied: %+v", a)
+	}
+	// Nil predicates: nothing is egress, nothing is release.
+	var n int
+	for i := 0; i < DefaultLength; i++ {
+		a.Add(ev(uint64(i), 1, 0), func(Journey) { n++ })
+	}
+	if n != 1 {
+		t.Errorf("got %d journeys after Length events, want 1", n)
+	}
+}
+
+// TestAssemblerChurn feeds many distinct skbs through a small table and
+// checks the bound and that every event comes out in exactly one journey.
+func TestAssemblerChurn(t *testing.T) {
+	tests := []struct {
+		name     string
+		skbs     int
+		perSKB   int
+		max      int
+		interlve int // skbs interleaved at once
+	}{
+		{"1e6 single-event skbs", 1_000_000, 1, 1000, 1},
+		{"interleaved journeys", 100_000, 10, 1000, 3000},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if testing.Short() && tt.skbs > 100_000 {
+				t.Skip("short")
+			}
+			cfg := testConfig()
+			cfg.MaxInFlight = tt.max
+			a := NewAssembler(cfg)
+			seen := make(map[[2]uint64]int) // (skb, ts) → times emitted
+			var in, out int
+			emit := func(j Journey) {
+				out += len(j.Events)
+				for _, e := range j.Events {
+					if e.SKB != j.SKB {
+						t.Fatalf("event of skb %#x in journey of %#x", e.SKB, j.SKB)
+					}
+					seen[[2]uint64{e.SKB, e.TS}]++
+				}
+			}
+			var ts uint64
+			for base := 0; base < tt.skbs; base += tt.interlve {
+				for k := 0; k < tt.perSKB; k++ {
+					for s := base; s < base+tt.interlve && s < tt.skbs; s++ {
+						ts++
+						fn := fnIP
+						if k == tt.perSKB-1 && s%2 == 0 {
+							fn = fnXmit
+						}
+						a.Add(ev(ts, 0xffff000000000000+uint64(s), fn), emit)
+						in++
+						if a.InFlight() > tt.max {
+							t.Fatalf("InFlight = %d > %d", a.InFlight(), tt.max)
+						}
+					}
+				}
+			}
+			a.Flush(emit)
+			if in != out {
+				t.Errorf("events in %d, out %d", in, out)
+			}
+			if len(seen) != in {
+				t.Errorf("distinct events out %d, want %d", len(seen), in)
+			}
+			for k, n := range seen {
+				if n != 1 {
+					t.Fatalf("event %x emitted %d times", k, n)
+				}
+			}
+		})
+	}
+}
+
+func TestIsReleaseName(t *testing.T) {
+	tests := []struct {
+		name string
+		want bool
+	}{
+		{"__kfree_skb", true},
+		{"kfree_skbmem", true},
+		{"skb_release_head_state", true},
+		{"skb_release_data", true},
+		{"skb_release_data.isra.0", true},
+		{"skb_free_head", true},
+		{"skb_ext_put", true},
+		{"skb_orphan_frags_rx", true},
+		{"sock_wfree", true},
+		{"tcp_wfree", true},
+		{"dst_release", true},
+		{"consume_skb", false},
+		{"kfree_skb_reason", false},
+		{"ip_rcv", false},
+		{"dev_hard_start_xmit", false},
+		{"", false},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%q", tt.name), func(t *testing.T) {
+			if got := IsReleaseName(tt.name); got != tt.want {
+				t.Errorf("IsReleaseName(%q) = %v, want %v", tt.name, got, tt.want)
+			}
+		})
+	}
+}
