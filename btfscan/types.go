@@ -1,6 +1,10 @@
 package btfscan
 
-import "github.com/cilium/ebpf/btf"
+import (
+	"strings"
+
+	"github.com/cilium/ebpf/btf"
+)
 
 // Backends is a set of attach mechanisms that can reach a function.
 type Backends uint8
@@ -13,10 +17,38 @@ const (
 	BackendTracepoint                       // tp_btf on a raw tracepoint
 )
 
+var backendNames = []struct {
+	b    Backends
+	name string
+}{
+	{BackendFentry, "fentry"},
+	{BackendKprobeMulti, "kprobe-multi"},
+	{BackendKprobe, "kprobe"},
+	{BackendTracepoint, "tracepoint"},
+}
+
+// Has reports whether every backend in o is in b.
+func (b Backends) Has(o Backends) bool { return b&o == o }
+
+// String lists the backends comma-separated, e.g. "fentry,kprobe-multi,kprobe".
+func (b Backends) String() string {
+	var names []string
+	for _, n := range backendNames {
+		if b&n.b != 0 {
+			names = append(names, n.name)
+		}
+	}
+	if len(names) == 0 {
+		return "-"
+	}
+	return strings.Join(names, ",")
+}
+
 // Func is a kernel function that takes a struct sk_buff pointer.
 type Func struct {
 	Name     string   // symbol name
 	SkbPos   int      // 1-based position of the first struct sk_buff * parameter
+	SkbSlot  int      // 1-based 8-byte argument slot of the skb (differs from SkbPos after a 9..16-byte struct passed by value)
 	NumArgs  int      // number of parameters
 	Module   string   // kernel module, "" for vmlinux
 	Backends Backends // mechanisms that can attach to it
@@ -32,7 +64,42 @@ type Tracepoint struct {
 
 // Result is the outcome of a scan, sorted by name.
 type Result struct {
-	Funcs       []Func       // skb functions, sorted by name
-	Tracepoints []Tracepoint // skb tracepoints, sorted by name
-	Spec        *btf.Spec    // the vmlinux BTF the scan read
+	Funcs           []Func       // skb functions, sorted by name
+	Tracepoints     []Tracepoint // skb tracepoints, sorted by name
+	Spec            *btf.Spec    // the vmlinux BTF the scan read
+	Modules         []string     // modules whose BTF was scanned
+	FentryMaxArgs   int          // argument slots a trampoline supports on this kernel
+	FilterListKnown bool         // available_filter_functions was readable and applied
+	BlacklistKnown  bool         // the kprobe blacklist was readable and applied
+}
+
+// Func returns the scanned function called name.
+func (r *Result) Func(name string) (Func, bool) {
+	i, ok := slicesBinarySearch(len(r.Funcs), func(i int) string { return r.Funcs[i].Name }, name)
+	if !ok {
+		return Func{}, false
+	}
+	return r.Funcs[i], true
+}
+
+// Tracepoint returns the scanned tracepoint called name.
+func (r *Result) Tracepoint(name string) (Tracepoint, bool) {
+	i, ok := slicesBinarySearch(len(r.Tracepoints), func(i int) string { return r.Tracepoints[i].Name }, name)
+	if !ok {
+		return Tracepoint{}, false
+	}
+	return r.Tracepoints[i], true
+}
+
+func slicesBinarySearch(n int, at func(int) string, name string) (int, bool) {
+	lo, hi := 0, n
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if at(mid) < name {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	return lo, lo < n && at(lo) == name
 }
