@@ -1,0 +1,161 @@
+package output
+
+import (
+	"fmt"
+	"io"
+	"net/netip"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/ipftrace/ipftrace/journey"
+)
+
+// JSON writes journeys as JSON lines, exactly one object per journey:
+//
+//	{"flow":{"ipversion":4,"proto":"ICMP","saddr":"10.0.0.1","daddr":"10.0.0.2","sport":0,"dport":0},
+//	 "skb":"0xffff888003a1b200",
+//	 "events":[{"ts":123,"func":"ip_output","cpu":1,"netns":4026532200,"ifindex":2,"len":84}],
+//	 "end":"egress"}
+//
+// (on one line). proto is ICMP, TCP, UDP, ICMPv6, SCTP or the protocol number
+// as a string; saddr and daddr are "" for an unparsed flow (ipversion 0).
+// The encoder is hand-written into a reused buffer; its output is the same
+// as encoding/json's for the equivalent structs, without HTML escaping.
+type JSON struct {
+	// Decorate, if set, returns extra text for an event, written as its
+	// "data" string field when not empty.
+	Decorate func(journey.Event) string
+
+	w     io.Writer
+	names Names
+	buf   []byte
+}
+
+// NewJSON returns a JSON writing to w, resolving function names with names
+// (nil: names print as func#<id>).
+func NewJSON(w io.Writer, names Names) *JSON {
+	return &JSON{w: w, names: names}
+}
+
+// Write writes one journey as one line with a single call to the
+// underlying writer.
+func (o *JSON) Write(j journey.Journey) error {
+	b := o.buf[:0]
+	f := &j.Flow
+	b = append(b, `{"flow":{"ipversion":`...)
+	b = strconv.AppendUint(b, uint64(f.IPVersion), 10)
+	b = append(b, `,"proto":"`...)
+	b = append(b, ProtoName(f.Proto)...)
+	b = append(b, `","saddr":"`...)
+	b = appendAddr(b, f.Saddr)
+	b = append(b, `","daddr":"`...)
+	b = appendAddr(b, f.Daddr)
+	b = append(b, `","sport":`...)
+	b = strconv.AppendUint(b, uint64(f.Sport), 10)
+	b = append(b, `,"dport":`...)
+	b = strconv.AppendUint(b, uint64(f.Dport), 10)
+	b = append(b, `},"skb":"0x`...)
+	b = strconv.AppendUint(b, j.SKB, 16)
+	b = append(b, `","events":[`...)
+	for i := range j.Events {
+		ev := &j.Events[i]
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"ts":`...)
+		b = strconv.AppendUint(b, ev.TS, 10)
+		b = append(b, `,"func":`...)
+		b = appendJSONString(b, nameOf(o.names, ev.FuncID))
+		b = append(b, `,"cpu":`...)
+		b = strconv.AppendUint(b, uint64(ev.CPU), 10)
+		b = append(b, `,"netns":`...)
+		b = strconv.AppendUint(b, uint64(ev.Netns), 10)
+		b = append(b, `,"ifindex":`...)
+		b = strconv.AppendUint(b, uint64(ev.Ifindex), 10)
+		b = append(b, `,"len":`...)
+		b = strconv.AppendUint(b, uint64(ev.Len), 10)
+		if o.Decorate != nil {
+			if s := o.Decorate(*ev); s != "" {
+				b = append(b, `,"data":`...)
+				b = appendJSONString(b, s)
+			}
+		}
+		b = append(b, '}')
+	}
+	b = append(b, `],"end":`...)
+	b = appendJSONString(b, string(j.End))
+	b = append(b, "}\n"...)
+
+	o.buf = b
+	if _, err := o.w.Write(b); err != nil {
+		return fmt.Errorf("write journey of skb %#x: %w", j.SKB, err)
+	}
+	return nil
+}
+
+// appendAddr appends addr without zone ("" if invalid), which needs no
+// JSON escaping.
+func appendAddr(b []byte, addr netip.Addr) []byte {
+	if addr.Zone() != "" {
+		addr = addr.WithZone("")
+	}
+	return addr.AppendTo(b)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString appends s as a JSON string literal, escaping like
+// encoding/json without HTML escaping: quote, backslash and control
+// characters are escaped, invalid UTF-8 becomes U+FFFD, and U+2028/U+2029
+// are escaped for JavaScript safety.
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}

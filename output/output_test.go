@@ -1,0 +1,352 @@
+package output
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net/netip"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/ipftrace/ipftrace/journey"
+)
+
+var testNames = NameList{"ip_output", "nf_hook_slow", "dev_queue_xmit", "we\"ird\\\n\x01name\xff\u2028"}
+
+func tuple(proto uint8, src, dst string, sport, dport uint16) journey.Tuple {
+	s, d := netip.MustParseAddr(src), netip.MustParseAddr(dst)
+	v := uint8(4)
+	if s.Is6() {
+		v = 6
+	}
+	return journey.Tuple{IPVersion: v, Proto: proto, Saddr: s, Daddr: d, Sport: sport, Dport: dport}
+}
+
+func events(ts ...uint64) []journey.Event {
+	evs := make([]journey.Event, len(ts))
+	for i, t := range ts {
+		evs[i] = journey.Event{TS: t, SKB: 0xffff888003a1b200, FuncID: uint32(i % 3),
+			CPU: 1, Netns: 4026532200, Ifindex: 2, Len: 84}
+	}
+	return evs
+}
+
+func TestText(t *testing.T) {
+	icmp := journey.Journey{
+		Flow:   tuple(1, "10.0.0.1", "10.0.0.2", 0, 0),
+		SKB:    0xffff888003a1b200,
+		Events: events(495406078818070, 495406078949359),
+		End:    journey.EndEgress,
+	}
+	tests := []struct {
+		name     string
+		journeys []journey.Journey
+		decorate func(journey.Event) string
+		trailer  func(journey.Journey) string
+		want     string
+	}{
+		{
+			name:     "icmp egress",
+			journeys: []journey.Journey{icmp},
+			want: "" +
+				"ICMP    10.0.0.1    ->    10.0.0.2\n" +
+				"     Time Stamp   Delta(us)  Function\n" +
+				"495406078818070        0.0   ip_output\n" +
+				"495406078949359      131.3   nf_hook_slow\n",
+		},
+		{
+			name: "tcp v4 idle, then v6 udp length, blank line between",
+			journeys: []journey.Journey{
+				{Flow: tuple(6, "10.0.0.1", "10.0.0.2", 33696, 8000), Events: events(1000, 1049), End: journey.EndIdle},
+				{Flow: tuple(17, "fd00::1", "fd00::2", 33696, 53), Events: events(5, 1000005, 1000055), End: journey.EndLength},
+			},
+			want: "" +
+				"TCP     10.0.0.1:33696    ->    10.0.0.2:8000\n" +
+				"     Time Stamp   Delta(us)  Function\n" +
+				"           1000        0.0   ip_output\n" +
+				"           1049        0.0   nf_hook_slow\n" +
+				"(ended: idle)\n" +
+				"\n" +
+				"UDP     [fd00::1]:33696    ->    [fd00::2]:53\n" +
+				"     Time Stamp   Delta(us)  Function\n" +
+				"              5        0.0   ip_output\n" +
+				"        1000005     1000.0   nf_hook_slow\n" +
+				"        1000055        0.1   dev_queue_xmit\n" +
+				"(ended: length 3)\n",
+		},
+		{
+			name: "unknown proto, unknown flow, exit and evict",
+			journeys: []journey.Journey{
+				{Flow: tuple(47, "10.0.0.1", "10.0.0.2", 0, 0), Events: events(1), End: journey.EndExit},
+				{Events: events(2), End: journey.EndEvict},
+				{Flow: tuple(58, "fd00::1", "fd00::2", 0, 0), Events: events(3), End: journey.EndEgress},
+			},
+			want: "" +
+				"proto 47 10.0.0.1    ->    10.0.0.2\n" +
+				"     Time Stamp   Delta(us)  Function\n" +
+				"              1        0.0   ip_output\n" +
+				"(ended: exit, in flight)\n" +
+				"\n" +
+				"unknown flow\n" +
+				"     Time Stamp   Delta(us)  Function\n" +
+				"              2        0.0   ip_output\n" +
+				"(ended: evicted, table full)\n" +
+				"\n" +
+				"ICMPv6  fd00::1    ->    fd00::2\n" +
+				"     Time Stamp   Delta(us)  Function\n" +
+				"              3        0.0   ip_output\n",
+		},
+		{
+			name:     "decorate and trailer",
+			journeys: []journey.Journey{icmp},
+			decorate: func(ev journey.Event) string {
+				if ev.FuncID == 1 {
+					return "verdict=ACCEPT"
+				}
+				return ""
+			},
+			trailer: func(journey.Journey) string { return "drop reason: none" },
+			want: "" +
+				"ICMP    10.0.0.1    ->    10.0.0.2\n" +
+				"     Time Stamp   Delta(us)  Function      Custom Data\n" +
+				"495406078818070        0.0   ip_output\n" +
+				"495406078949359      131.3   nf_hook_slow  verdict=ACCEPT\n" +
+				"drop reason: none\n",
+		},
+		{
+			name: "unknown function id and nil names",
+			journeys: []journey.Journey{{
+				Flow:   tuple(1, "10.0.0.1", "10.0.0.2", 0, 0),
+				Events: []journey.Event{{TS: 7, FuncID: 99}},
+				End:    journey.EndEgress,
+			}},
+			want: "" +
+				"ICMP    10.0.0.1    ->    10.0.0.2\n" +
+				"     Time Stamp   Delta(us)  Function\n" +
+				"              7        0.0   func#99\n",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			w := NewText(&buf, testNames)
+			w.Decorate = tt.decorate
+			w.Trailer = tt.trailer
+			for _, j := range tt.journeys {
+				if err := w.Write(j); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := buf.String(); got != tt.want {
+				t.Errorf("got:\n%s\nwant:\n%s", got, tt.want)
+			}
+			for _, line := range strings.Split(buf.String(), "\n") {
+				if len(line) > 80 {
+					t.Errorf("line longer than 80 columns: %q", line)
+				}
+			}
+		})
+	}
+}
+
+func TestAppendMicros(t *testing.T) {
+	tests := []struct {
+		ns   uint64
+		want string
+	}{
+		{0, "0.0"}, {49, "0.0"}, {50, "0.1"}, {131289, "131.3"}, {1_000_000, "1000.0"}, {999_949, "999.9"}, {999_950, "1000.0"},
+	}
+	for _, tt := range tests {
+		if got := string(appendMicros(nil, tt.ns)); got != tt.want {
+			t.Errorf("appendMicros(%d) = %q, want %q", tt.ns, got, tt.want)
+		}
+	}
+}
+
+// Reference structs: what the hand-written encoder must match byte for byte
+// when marshalled by encoding/json (without HTML escaping).
+type refFlow struct {
+	IPVersion uint8  `json:"ipversion"`
+	Proto     string `json:"proto"`
+	Saddr     string `json:"saddr"`
+	Daddr     string `json:"daddr"`
+	Sport     uint16 `json:"sport"`
+	Dport     uint16 `json:"dport"`
+}
+
+type refEvent struct {
+	TS      uint64 `json:"ts"`
+	Func    string `json:"func"`
+	CPU     uint32 `json:"cpu"`
+	Netns   uint32 `json:"netns"`
+	Ifindex uint32 `json:"ifindex"`
+	Len     uint32 `json:"len"`
+	Data    string `json:"data,omitempty"`
+}
+
+type refJourney struct {
+	Flow   refFlow    `json:"flow"`
+	SKB    string     `json:"skb"`
+	Events []refEvent `json:"events"`
+	End    string     `json:"end"`
+}
+
+func addrString(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}
+
+func toRef(j journey.Journey, names Names, decorate func(journey.Event) string) refJourney {
+	r := refJourney{
+		Flow: refFlow{
+			IPVersion: j.Flow.IPVersion, Proto: ProtoName(j.Flow.Proto),
+			Saddr: addrString(j.Flow.Saddr), Daddr: addrString(j.Flow.Daddr),
+			Sport: j.Flow.Sport, Dport: j.Flow.Dport,
+		},
+		SKB:    "0x" + strconv.FormatUint(j.SKB, 16),
+		Events: []refEvent{},
+		End:    string(j.End),
+	}
+	for _, e := range j.Events {
+		re := refEvent{TS: e.TS, Func: nameOf(names, e.FuncID), CPU: e.CPU, Netns: e.Netns, Ifindex: e.Ifindex, Len: e.Len}
+		if decorate != nil {
+			re.Data = decorate(e)
+		}
+		r.Events = append(r.Events, re)
+	}
+	return r
+}
+
+func refMarshal(t testing.TB, r refJourney) string {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(r); err != nil {
+		t.Fatal(err)
+	}
+	return buf.String()
+}
+
+func TestJSON(t *testing.T) {
+	weird := events(10, 20)
+	weird[1].FuncID = 3
+	tests := []struct {
+		name     string
+		j        journey.Journey
+		decorate func(journey.Event) string
+		want     string // exact line, if set
+	}{
+		{
+			name: "spec example",
+			j: journey.Journey{
+				Flow: tuple(1, "10.0.0.1", "10.0.0.2", 0, 0), SKB: 0xffff888003a1b200,
+				Events: events(123), End: journey.EndEgress,
+			},
+			want: `{"flow":{"ipversion":4,"proto":"ICMP","saddr":"10.0.0.1","daddr":"10.0.0.2","sport":0,"dport":0},"skb":"0xffff888003a1b200","events":[{"ts":123,"func":"ip_output","cpu":1,"netns":4026532200,"ifindex":2,"len":84}],"end":"egress"}` + "\n",
+		},
+		{
+			name: "tcp v6",
+			j:    journey.Journey{Flow: tuple(6, "fd00::1", "fd00::2", 33696, 8000), SKB: 1, Events: events(1, 2, 3), End: journey.EndIdle},
+		},
+		{
+			name: "unparsed flow, no events",
+			j:    journey.Journey{SKB: 0, End: journey.EndExit},
+			want: `{"flow":{"ipversion":0,"proto":"0","saddr":"","daddr":"","sport":0,"dport":0},"skb":"0x0","events":[],"end":"exit"}` + "\n",
+		},
+		{
+			name: "sctp and unknown proto",
+			j:    journey.Journey{Flow: tuple(132, "10.0.0.1", "10.0.0.2", 1, 2), SKB: 0xabc, Events: events(5), End: journey.EndEvict},
+		},
+		{
+			name: "proto number",
+			j:    journey.Journey{Flow: tuple(47, "10.0.0.1", "10.0.0.2", 0, 0), SKB: 0xabc, Events: events(5), End: journey.EndLength},
+		},
+		{
+			name: "escaping of function names and data",
+			j:    journey.Journey{Flow: tuple(17, "10.0.0.1", "10.0.0.2", 1, 2), SKB: 0xabc, Events: weird, End: journey.EndEgress},
+			decorate: func(ev journey.Event) string {
+				if ev.FuncID == 3 {
+					return "<a&b>\t\"q\"\x7f\xc3\x28 é 日本"
+				}
+				return ""
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			w := NewJSON(&buf, testNames)
+			w.Decorate = tt.decorate
+			if err := w.Write(tt.j); err != nil {
+				t.Fatal(err)
+			}
+			got := buf.String()
+			if tt.want != "" && got != tt.want {
+				t.Errorf("got  %s\nwant %s", got, tt.want)
+			}
+			if ref := refMarshal(t, toRef(tt.j, testNames, tt.decorate)); got != ref {
+				t.Errorf("differs from encoding/json:\n got %s\nwant %s", got, ref)
+			}
+			if strings.Count(got, "\n") != 1 || !strings.HasSuffix(got, "\n") {
+				t.Errorf("not exactly one line: %q", got)
+			}
+			var back refJourney
+			if err := json.Unmarshal(buf.Bytes(), &back); err != nil {
+				t.Fatalf("invalid JSON: %v\n%s", err, got)
+			}
+			if back.End != string(tt.j.End) || len(back.Events) != len(tt.j.Events) ||
+				back.Flow.Sport != tt.j.Flow.Sport || back.Flow.Proto != ProtoName(tt.j.Flow.Proto) {
+				t.Errorf("round trip mismatch: %+v", back)
+			}
+			for i, e := range back.Events {
+				if want := nameOf(testNames, tt.j.Events[i].FuncID); e.Func != strings.ToValidUTF8(want, "\ufffd") {
+					t.Errorf("event %d func = %q, want %q", i, e.Func, want)
+				}
+			}
+		})
+	}
+}
+
+func FuzzJSONString(f *testing.F) {
+	for _, s := range []string{"", "ip_rcv", "a\"b\\c", "\x00\x1f\x7f", "\xff\xfe", "\u2028\u2029", "日本"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got := appendJSONString(nil, s)
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(s); err != nil {
+			t.Fatal(err)
+		}
+		if want := strings.TrimSuffix(buf.String(), "\n"); string(got) != want {
+			t.Errorf("appendJSONString(%q) = %s, want %s", s, got, want)
+		}
+	})
+}
+
+type failWriter struct{}
+
+func (failWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }
+
+func TestWriteError(t *testing.T) {
+	j := journey.Journey{SKB: 0x1, Events: events(1)}
+	tests := []struct {
+		name  string
+		write func(journey.Journey) error
+	}{
+		{"text", NewText(failWriter{}, nil).Write},
+		{"json", NewJSON(failWriter{}, nil).Write},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.write(j)
+			if err == nil || !strings.Contains(err.Error(), "disk full") || !strings.Contains(err.Error(), "0x1") {
+				t.Errorf("err = %v, want wrapped disk full with skb", err)
+			}
+		})
+	}
+}
