@@ -110,8 +110,8 @@ func (l *list) moveToBack(e *entry) {
 // small cross-CPU reordering is absorbed cheaply.
 //
 // The Events slice of an emitted Journey belongs to the callee; the
-// Assembler never touches it again. An Assembler is not safe for concurrent
-// use.
+// Assembler never touches it again unless the callee hands it back with
+// Recycle. An Assembler is not safe for concurrent use.
 type Assembler struct {
 	length   int
 	idle     uint64
@@ -124,7 +124,8 @@ type Assembler struct {
 	active  list // in flight, least recently active first
 	closing list // ended at egress, least recently active first
 	free    []*entry
-	newest  uint64 // newest event timestamp seen
+	spare   [][]Event // recycled event slices, length 0
+	newest  uint64    // newest event timestamp seen
 }
 
 // NewAssembler returns an Assembler for cfg, with defaults for zero fields.
@@ -215,8 +216,10 @@ func (a *Assembler) Add(ev Event, emit func(Journey)) {
 	}
 }
 
-// Tick ends the journeys idle at now (ktime in nanoseconds, the clock of
-// Event.TS) and the closing journeys that lingered long enough.
+// Tick ends the journeys idle at now and the closing journeys that lingered
+// long enough. now is ktime in nanoseconds, the clock of Event.TS
+// (CLOCK_MONOTONIC, as bpf_ktime_get_ns); call Tick periodically, say every
+// 100ms, so that journeys end even when no events arrive.
 func (a *Assembler) Tick(now uint64, emit func(Journey)) {
 	a.expire(now, emit)
 }
@@ -236,6 +239,20 @@ func (a *Assembler) Flush(emit func(Journey)) {
 			a.finish(cl, EndEgress, emit)
 		}
 	}
+}
+
+// maxSpare bounds the number of event slices kept for reuse by Recycle.
+const maxSpare = 256
+
+// Recycle hands the Events slice of an emitted journey back for reuse by
+// later journeys, which saves most of the Assembler's allocations. Call it
+// only once the journey was written and nothing refers to its events any
+// more; it is optional.
+func (a *Assembler) Recycle(j Journey) {
+	if cap(j.Events) == 0 || len(a.spare) >= maxSpare {
+		return
+	}
+	a.spare = append(a.spare, j.Events[:0])
 }
 
 // expire emits the journeys idle at now and the closing ones that lingered.
@@ -263,7 +280,13 @@ func (a *Assembler) evictOne(emit func(Journey)) {
 // appendTo inserts ev into e's events in timestamp order.
 func (a *Assembler) appendTo(e *entry, ev *Event) {
 	if e.events == nil {
-		e.events = make([]Event, 0, initialCap(a.length))
+		if n := len(a.spare); n > 0 {
+			e.events = a.spare[n-1]
+			a.spare[n-1] = nil
+			a.spare = a.spare[:n-1]
+		} else {
+			e.events = make([]Event, 0, initialCap(a.length))
+		}
 	}
 	e.events = append(e.events, *ev)
 	evs := e.events

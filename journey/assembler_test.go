@@ -346,10 +346,12 @@ func TestAssemblerChurn(t *testing.T) {
 		skbs     int
 		perSKB   int
 		max      int
-		interlve int // skbs interleaved at once
+		interlve int  // skbs interleaved at once
+		recycle  bool // hand event slices back with Recycle
 	}{
-		{"1e6 single-event skbs", 1_000_000, 1, 1000, 1},
-		{"interleaved journeys", 100_000, 10, 1000, 3000},
+		{"1e6 single-event skbs", 1_000_000, 1, 1000, 1, false},
+		{"interleaved journeys", 100_000, 10, 1000, 3000, false},
+		{"interleaved journeys with recycle", 100_000, 10, 1000, 700, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -368,6 +370,9 @@ func TestAssemblerChurn(t *testing.T) {
 						t.Fatalf("event of skb %#x in journey of %#x", e.SKB, j.SKB)
 					}
 					seen[[2]uint64{e.SKB, e.TS}]++
+				}
+				if tt.recycle {
+					a.Recycle(j)
 				}
 			}
 			var ts uint64

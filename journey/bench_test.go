@@ -44,18 +44,24 @@ func BenchmarkAssembler(b *testing.B) {
 	for _, bc := range []struct {
 		name       string
 		interleave int
+		recycle    bool
 	}{
-		{"interleave=64", 64},
-		{"interleave=4096", 4096},
+		{"interleave=64", 64, false},
+		{"interleave=64/recycle", 64, true},
+		{"interleave=4096", 4096, false},
+		{"interleave=4096/recycle", 4096, true},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			evs := benchEvents(4, bc.interleave, 100)
 			cfg := testConfig()
 			cfg.Length = 128
 			cfg.MaxInFlight = 65536
-			var journeys int
-			emit := func(Journey) { journeys++ }
 			a := NewAssembler(cfg)
+			emit := func(j Journey) {
+				if bc.recycle {
+					a.Recycle(j)
+				}
+			}
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
