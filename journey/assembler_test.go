@@ -114,6 +114,15 @@ func TestAssembler(t *testing.T) {
 			want: []summary{{0xa, []uint32{fnRecv, fnIP, fnXmit}, EndEgress}},
 		},
 		{
+			name: "closing journey ends by event time",
+			cfg:  testConfig(),
+			ops: []op{
+				addAt(1, 0xa, fnConsume), addAt(2, 0xa, fnSkbmem),
+				addAt(2+50*ms, 0xb, fnRecv),
+			},
+			want: []summary{{0xa, []uint32{fnConsume, fnSkbmem}, EndEgress}},
+		},
+		{
 			name: "length end",
 			cfg:  short,
 			ops: []op{

@@ -3,7 +3,12 @@
 package output
 
 import (
+	"fmt"
+	"io"
 	"strconv"
+	"strings"
+
+	"github.com/ipftrace/ipftrace/journey"
 )
 
 // Names resolves function IDs (indexes into the tracer's function table)
@@ -45,4 +50,24 @@ func nameOf(names Names, funcID uint32) string {
 		return n
 	}
 	return unknownName(funcID)
+}
+
+// Writer writes journeys in one output format; Text and JSON implement it.
+type Writer interface {
+	// Write writes one journey.
+	Write(j journey.Journey) error
+}
+
+// Formats are the names New accepts.
+var Formats = []string{"text", "json"}
+
+// New returns the Writer for format ("text" or "json") writing to w.
+func New(format string, w io.Writer, names Names) (Writer, error) {
+	switch format {
+	case "text":
+		return NewText(w, names), nil
+	case "json":
+		return NewJSON(w, names), nil
+	}
+	return nil, fmt.Errorf("output format %q: must be one of %s", format, strings.Join(Formats, ", "))
 }

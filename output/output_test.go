@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -96,6 +98,19 @@ func TestText(t *testing.T) {
 				"ICMPv6  fd00::1    ->    fd00::2\n" +
 				"     Time Stamp   Delta(us)  Function\n" +
 				"              3        0.0   ip_output\n",
+		},
+		{
+			name: "long ipv6 header wraps",
+			journeys: []journey.Journey{{
+				Flow:   tuple(6, "2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffff", "2001:db8:aaaa:bbbb:cccc:dddd:eeee:1", 65535, 443),
+				Events: events(1),
+				End:    journey.EndEgress,
+			}},
+			want: "" +
+				"TCP     [2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffff]:65535\n" +
+				"    ->  [2001:db8:aaaa:bbbb:cccc:dddd:eeee:1]:443\n" +
+				"     Time Stamp   Delta(us)  Function\n" +
+				"              1        0.0   ip_output\n",
 		},
 		{
 			name:     "decorate and trailer",
@@ -326,6 +341,35 @@ func FuzzJSONString(f *testing.F) {
 			t.Errorf("appendJSONString(%q) = %s, want %s", s, got, want)
 		}
 	})
+}
+
+func TestNew(t *testing.T) {
+	tests := []struct {
+		format string
+		want   string // type name, "" for an error
+	}{
+		{"text", "*output.Text"},
+		{"json", "*output.JSON"},
+		{"yaml", ""},
+		{"", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.format, func(t *testing.T) {
+			w, err := New(tt.format, io.Discard, nil)
+			if tt.want == "" {
+				if err == nil || !strings.Contains(err.Error(), "text, json") {
+					t.Errorf("New(%q) err = %v, want list of formats", tt.format, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := fmt.Sprintf("%T", w); got != tt.want {
+				t.Errorf("New(%q) = %s, want %s", tt.format, got, tt.want)
+			}
+		})
+	}
 }
 
 type failWriter struct{}

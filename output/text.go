@@ -50,7 +50,6 @@ func (t *Text) Write(j journey.Journey) error {
 	t.started = true
 
 	b = appendTextFlow(b, j.Flow)
-	b = append(b, '\n')
 
 	var nameWidth int
 	t.deco = t.deco[:0]
@@ -112,11 +111,13 @@ func (t *Text) Write(j journey.Journey) error {
 	return nil
 }
 
-// appendTextFlow appends the header line of a flow, without newline.
+// appendTextFlow appends the header line of a flow. A header wider than 80
+// columns (long IPv6 endpoints) is wrapped before the arrow.
 func appendTextFlow(b []byte, f journey.Tuple) []byte {
 	if f.IPVersion == 0 {
-		return append(b, "unknown flow"...)
+		return append(b, "unknown flow\n"...)
 	}
+	start := len(b)
 	var proto string
 	switch f.Proto {
 	case protoICMP, protoTCP, protoUDP, protoICMPv6, protoSCTP:
@@ -128,8 +129,16 @@ func appendTextFlow(b []byte, f journey.Tuple) []byte {
 	b = appendSpaces(b, max(8-len(proto), 1))
 	ports := hasPorts(f)
 	b = appendEndpoint(b, f.Saddr, f.Sport, ports)
+	mid := len(b)
 	b = append(b, "    ->    "...)
-	return appendEndpoint(b, f.Daddr, f.Dport, ports)
+	b = appendEndpoint(b, f.Daddr, f.Dport, ports)
+	if len(b)-start > 80 {
+		dst := string(b[mid+len("    ->    "):])
+		b = append(b[:mid], '\n')
+		b = append(b, "    ->  "...)
+		b = append(b, dst...)
+	}
+	return append(b, '\n')
 }
 
 // appendEndLine appends the "(ended: ...)" line for journeys that did not
