@@ -1,0 +1,173 @@
+// Package cli is ipftrace's command line: it translates the original tool's
+// flags, parses and validates them, and runs listing, manifest generation or
+// tracing.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ipftrace/ipftrace/btfscan"
+	"github.com/ipftrace/ipftrace/gen"
+	"github.com/ipftrace/ipftrace/manifest"
+	"github.com/ipftrace/ipftrace/tracer"
+)
+
+// Version is the program version, set with
+// -ldflags "-X github.com/ipftrace/ipftrace/cli.Version=v1.2.3".
+var Version = "dev"
+
+// Exit codes.
+const (
+	ExitOK      = 0 // success
+	ExitRuntime = 1 // tracing failed (privileges, attach, ...)
+	ExitUsage   = 2 // bad flags, manifest or BTF file
+)
+
+// runTracer is tracer.Run, replaceable in tests.
+var runTracer = tracer.Run
+
+// Main runs ipftrace with args (without the program name) and returns the
+// process exit code. Errors are printed to stderr as one line.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	o, err := ParseArgs(args)
+	if err != nil {
+		return fail(stderr, ExitUsage, err)
+	}
+	switch {
+	case o.Help:
+		fmt.Fprint(stdout, usage)
+		return ExitOK
+	case o.Version:
+		fmt.Fprintf(stdout, "ipftrace %s\n", Version)
+		return ExitOK
+	}
+
+	if o.ManifestPath != "" {
+		if o.Manifest, err = manifest.Load(o.ManifestPath); err != nil {
+			return fail(stderr, ExitUsage, err)
+		}
+	}
+
+	start := time.Now()
+	scan, err := btfscan.Scan(scanOptions(o))
+	if err != nil {
+		return fail(stderr, ExitUsage, err)
+	}
+	if o.Verbose {
+		fmt.Fprintf(stderr, "ipftrace: scanned BTF in %v: %d skb functions, %d skb tracepoints, %d modules\n",
+			time.Since(start).Round(time.Millisecond), len(scan.Funcs), len(scan.Tracepoints), len(scan.Modules))
+	}
+
+	switch {
+	case o.GenManifest:
+		return genManifest(o, scan, stdout, stderr)
+	case o.ListFunc:
+		return listFuncs(o, scan, stdout, stderr)
+	}
+
+	cfg, sum, err := Plan(o, scan)
+	if s := sum.String(); s != "" {
+		fmt.Fprintln(stderr, s)
+	}
+	if err != nil {
+		return fail(stderr, ExitUsage, err)
+	}
+	cfg.Stdout, cfg.Stderr = stdout, stderr
+	if err := runTracer(ctx, cfg); err != nil {
+		if errors.Is(err, context.Canceled) {
+			return ExitOK
+		}
+		return fail(stderr, ExitRuntime, err)
+	}
+	return ExitOK
+}
+
+func scanOptions(o *Options) btfscan.Options {
+	opts := btfscan.Options{BTFPath: o.BTF, Kmods: !o.NoKmods}
+	if o.BTF != "" && o.BTF != btfscan.DefaultBTFPath {
+		// A BTF file other than the running kernel's: the kernel's lists of
+		// traceable functions do not describe it.
+		opts.IgnoreTraceFS = true
+	}
+	return opts
+}
+
+// fail prints err as one line and returns code.
+func fail(w io.Writer, code int, err error) int {
+	msg := strings.ReplaceAll(err.Error(), "\n", " ")
+	fmt.Fprintf(w, "ipftrace: %s\n", msg)
+	return code
+}
+
+func genManifest(o *Options, scan *btfscan.Result, stdout, stderr io.Writer) int {
+	m := gen.Manifest(scan, o.Regex)
+	if len(m.Functions) == 0 {
+		if o.Regex != nil {
+			return fail(stderr, ExitUsage, fmt.Errorf("regex %q matches no skb function", o.Regex))
+		}
+		return fail(stderr, ExitUsage, errors.New("no skb functions found in BTF"))
+	}
+	if err := manifest.Write(stdout, m); err != nil {
+		return writeFailed(stderr, err)
+	}
+	return ExitOK
+}
+
+// writeFailed handles a failed write to stdout: a reader that went away
+// (ipftrace ... | head) is not an error.
+func writeFailed(stderr io.Writer, err error) int {
+	if errors.Is(err, syscall.EPIPE) || errors.Is(err, io.ErrClosedPipe) {
+		return ExitOK
+	}
+	return fail(stderr, ExitRuntime, err)
+}
+
+const usage = `Usage: ipftrace [OPTIONS] [MANIFEST]
+       ipftrace gen-manifest [-r REGEX] [--btf FILE] [--no-kmods]
+
+Trace the journey of packets through the Linux network stack: every kernel
+function a matching packet's skb passes through, grouped by packet.
+
+MANIFEST is a YAML file listing the functions to trace (see gen-manifest);
+--auto traces every function that takes an skb instead.
+
+Flow filter:
+  -iv, --ipversion 4|6    IP version
+  -s,  --saddr ADDR       source address or CIDR
+  -d,  --daddr ADDR       destination address or CIDR
+  -p,  --proto PROTO      protocol: icmp, tcp, udp, icmpv6, sctp or a number
+  -sp, --sport PORT       source port
+  -dp, --dport PORT       destination port
+
+Functions:
+  -r,  --regex REGEX      only functions (and tracepoints) whose name matches
+  -ls, --list-func        list the functions that would be traced, and exit
+       --auto             trace every skb function found in BTF
+  -e,  --egress FUNC,...  also end journeys at these functions
+  -m,  --module NAME      custom match module (repeatable; reserved)
+
+Tracing:
+  -b,  --backend NAME     auto, fentry, kprobe-multi, kprobe or tracepoint (default auto)
+  -l,  --length N         end a journey after N functions (default 80)
+       --idle DUR         end a journey when its skb is idle this long (default 1s)
+  -c,  --count N          stop after N journeys (default 0: no limit)
+       --duration DUR     stop after this long (default 0: until Ctrl-C)
+       --ready-file PATH  create PATH once everything is attached
+  -o,  --output FORMAT    text or json (default text)
+
+BTF:
+       --btf FILE         read this BTF file instead of /sys/kernel/btf/vmlinux
+       --no-kmods         ignore kernel module BTF
+
+  -v,  --verbose          report skipped functions and timings
+       --version          print the version and exit
+  -h,  --help             print this help and exit
+
+Exit status: 0 ok, 1 tracing failed, 2 bad flags, manifest or BTF.
+`
