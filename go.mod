@@ -16,3 +16,5 @@ require (
 	go.yaml.in/yaml/v3 v3.0.4 // indirect
 	golang.org/x/sys v0.43.0 // indirect
 )
+
+tool github.com/cilium/ebpf/cmd/bpf2go

@@ -3,10 +3,241 @@ package tracer
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
+
+	"github.com/ipftrace/ipftrace/journey"
+	"github.com/ipftrace/ipftrace/output"
 )
 
-// Run attaches, traces until ctx is done or a stop condition is met, and
-// detaches. It returns after every journey has been written.
+// tracer is the state of one Run.
+type tracer struct {
+	cfg     Config
+	objs    *objects
+	backend string
+	targets []Target // the targets of the chosen backend; index = function ID
+}
+
+func (t *tracer) verbosef(format string, args ...any) {
+	fmt.Fprintf(t.cfg.Stderr, "ipftrace: "+format+"\n", args...)
+}
+
+// Run checks privileges, picks and probes the backend, attaches, traces
+// until ctx is done or a stop condition is met, prints every journey still
+// in flight, and detaches. It returns after every journey has been written.
 func Run(ctx context.Context, cfg Config) error {
-	return errors.New("tracer: not implemented yet")
+	if cfg.Stdout == nil {
+		cfg.Stdout = os.Stdout
+	}
+	if cfg.Stderr == nil {
+		cfg.Stderr = os.Stderr
+	}
+	if cfg.Format == "" {
+		cfg.Format = "text"
+	}
+	if err := CheckPrivileges(); err != nil {
+		return err
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return fmt.Errorf("raise RLIMIT_MEMLOCK: %w", err)
+	}
+	start := time.Now()
+
+	objs, err := newObjects(cfg.Filter, btf.NewCache())
+	if err != nil {
+		return err
+	}
+	defer objs.Close()
+	t := &tracer{cfg: cfg, objs: objs}
+
+	backend, why, err := t.chooseBackend()
+	if err != nil {
+		return err
+	}
+	t.backend = backend
+	t.targets = cfg.Funcs
+	if backend == BackendTracepoint {
+		t.targets = cfg.Tracepoints
+		if len(cfg.Funcs) > 0 && cfg.Backend == BackendAuto {
+			why += fmt.Sprintf(" (the %d requested functions cannot be traced)", len(cfg.Funcs))
+		}
+	}
+	fmt.Fprintf(cfg.Stderr, "ipftrace: backend %s: %s\n", backend, why)
+
+	names := make(output.NameList, len(t.targets))
+	for i, tg := range t.targets {
+		names[i] = tg.Name
+	}
+	w, err := output.New(cfg.Format, cfg.Stdout, names)
+	if err != nil {
+		return err
+	}
+
+	rd, err := ringbuf.NewReader(objs.maps["events"])
+	if err != nil {
+		return fmt.Errorf("open ring buffer: %w", err)
+	}
+	defer rd.Close()
+
+	att := &attachment{}
+	prog := &progress{w: cfg.Stderr, tty: isTerminal(cfg.Stderr), total: len(t.targets)}
+	attachErr := t.attach(ctx, att, prog)
+	prog.finish()
+	// From here on, every path detaches.
+	defer t.detach(att)
+	if attachErr != nil {
+		if errors.Is(attachErr, context.Canceled) {
+			fmt.Fprintf(cfg.Stderr, "ipftrace: interrupted while attaching (%d attached); detaching\n", len(att.links))
+			return nil
+		}
+		return attachErr
+	}
+	if len(att.links) == 0 {
+		return fmt.Errorf("attach: nothing could be attached (%s)", att.summary())
+	}
+	attached := len(t.targets) - len(att.skipped)
+	summary := fmt.Sprintf("ipftrace: attached %d/%d", attached, len(t.targets))
+	if s := att.summary(); s != "" {
+		summary += " (" + s + ")"
+	}
+	fmt.Fprintf(cfg.Stderr, "%s in %.2fs\n", summary, time.Since(start).Seconds())
+	if cfg.Verbose {
+		for _, s := range att.skipped {
+			t.verbosef("skipped %s: %s", s.Name, s.Reason)
+		}
+	}
+	if cfg.ReadyFile != "" {
+		if err := createReadyFile(cfg.ReadyFile); err != nil {
+			return err
+		}
+	}
+
+	isEgress := make([]bool, len(t.targets))
+	isRelease := make([]bool, len(t.targets))
+	for i, tg := range t.targets {
+		isEgress[i] = tg.Egress
+		isRelease[i] = journey.IsReleaseName(tg.Name)
+	}
+	asm := journey.NewAssembler(journey.Config{
+		Length:    cfg.Length,
+		Idle:      cfg.Idle,
+		IsEgress:  func(id uint32) bool { return int(id) < len(isEgress) && isEgress[id] },
+		IsRelease: func(id uint32) bool { return int(id) < len(isRelease) && isRelease[id] },
+	})
+	return t.loop(ctx, rd, asm, w)
+}
+
+// loop reads events until ctx is done, the duration passed or the count was
+// reached; then it stops the programs, drains the ring buffer and flushes
+// every journey still in flight.
+func (t *tracer) loop(ctx context.Context, rd *ringbuf.Reader, asm *journey.Assembler, w output.Writer) error {
+	var deadline <-chan time.Time
+	if t.cfg.Duration > 0 {
+		timer := time.NewTimer(t.cfg.Duration)
+		defer timer.Stop()
+		deadline = timer.C
+	}
+	journeys := 0
+	var writeErr error
+	emit := func(j journey.Journey) {
+		if writeErr != nil || (t.cfg.Count > 0 && journeys >= t.cfg.Count) {
+			return
+		}
+		if err := w.Write(j); err != nil {
+			writeErr = fmt.Errorf("write output: %w", err)
+		}
+		journeys++
+		asm.Recycle(j)
+	}
+	lost := newLostCounter(t.objs.maps["lost_events"], t.cfg.Stderr)
+
+	var rec ringbuf.Record
+	var ev journey.Event
+	const poll = 100 * time.Millisecond
+	nextTick := time.Now()
+	stopping := false
+	for {
+		if !stopping {
+			select {
+			case <-ctx.Done():
+				stopping = true
+			case <-deadline:
+				stopping = true
+			default:
+			}
+			if writeErr != nil || (t.cfg.Count > 0 && journeys >= t.cfg.Count) {
+				stopping = true
+			}
+			if stopping {
+				// Stop every program at once, then drain what they wrote.
+				t.disable()
+				rd.SetDeadline(time.Now())
+			} else {
+				rd.SetDeadline(time.Now().Add(poll))
+			}
+		}
+		err := rd.ReadInto(&rec)
+		switch {
+		case err == nil:
+			if derr := decodeEvent(rec.RawSample, &ev); derr != nil {
+				lost.malformed++
+				continue
+			}
+			asm.Add(ev, emit)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			if stopping {
+				asm.Flush(emit)
+				lost.final()
+				return writeErr
+			}
+		default:
+			return fmt.Errorf("read ring buffer: %w", err)
+		}
+		if now := time.Now(); !now.Before(nextTick) {
+			nextTick = now.Add(poll)
+			asm.Tick(ktimeNow(), emit)
+			lost.poll()
+		}
+	}
+}
+
+// disable sets the flag that makes every program return at once.
+func (t *tracer) disable() {
+	if err := t.objs.setDisabled(); err != nil && t.cfg.Verbose {
+		t.verbosef("disable programs: %v", err)
+	}
+}
+
+// ktimeNow returns CLOCK_MONOTONIC in ns, the clock of bpf_ktime_get_ns.
+func ktimeNow() uint64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0
+	}
+	return uint64(ts.Nano())
+}
+
+// createReadyFile creates path exclusively, mode 0644, without following a
+// symlink at path.
+func createReadyFile(path string) error {
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return fmt.Errorf("create ready file %s: %w", path, err)
+	}
+	return unix.Close(fd)
+}
+
+func isTerminal(w any) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }

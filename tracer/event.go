@@ -1,0 +1,46 @@
+package tracer
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+
+	"github.com/ipftrace/ipftrace/journey"
+)
+
+// eventSize is the size of struct event in bpf/ipftrace.c.
+const eventSize = 80 + journey.DataSize
+
+// decodeEvent decodes one ring buffer record into ev.
+func decodeEvent(b []byte, ev *journey.Event) error {
+	if len(b) < eventSize {
+		return fmt.Errorf("short event: %d bytes, want %d", len(b), eventSize)
+	}
+	le := binary.LittleEndian
+	ev.TS = le.Uint64(b[0:])
+	ev.SKB = le.Uint64(b[8:])
+	ev.FuncID = le.Uint32(b[16:])
+	ev.CPU = le.Uint32(b[20:])
+	ev.Netns = le.Uint32(b[24:])
+	ev.Ifindex = le.Uint32(b[28:])
+	ev.Len = le.Uint32(b[32:])
+	ev.DropReason = le.Uint32(b[36:])
+	t := &ev.Tuple
+	t.IPVersion = b[76]
+	t.Proto = b[77]
+	switch t.IPVersion {
+	case 4:
+		t.Saddr = netip.AddrFrom4([4]byte(b[40:44]))
+		t.Daddr = netip.AddrFrom4([4]byte(b[56:60]))
+	case 6:
+		t.Saddr = netip.AddrFrom16([16]byte(b[40:56]))
+		t.Daddr = netip.AddrFrom16([16]byte(b[56:72]))
+	default:
+		t.Saddr, t.Daddr = netip.Addr{}, netip.Addr{}
+	}
+	// Ports are stored in host byte order by the BPF side.
+	t.Sport = le.Uint16(b[72:])
+	t.Dport = le.Uint16(b[74:])
+	copy(ev.Data[:], b[80:eventSize])
+	return nil
+}

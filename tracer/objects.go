@@ -1,0 +1,171 @@
+package tracer
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/btf"
+
+	"github.com/ipftrace/ipftrace/bpf"
+	"github.com/ipftrace/ipftrace/filter"
+)
+
+// descMarker is the ld_imm64 constant in the fentry and tp_btf templates that
+// each clone replaces with its function's descriptor (see bpf/ipftrace.c).
+const descMarker = 0x1badc0de5eedf00d
+
+// descriptor packs a function ID and the position of its drop-reason
+// argument (0: none) the way the BPF side unpacks them.
+func descriptor(id uint32, reasonPos int) uint64 {
+	return uint64(id) | uint64(reasonPos&0xff)<<32
+}
+
+// objects holds the maps every program shares and the spec the programs
+// are cloned from.
+type objects struct {
+	spec  *ebpf.CollectionSpec
+	maps  map[string]*ebpf.Map
+	cache *btf.Cache
+}
+
+// newObjects loads the collection spec, sets the filter constants and creates
+// the shared maps (ring buffer, lost counters, constants, the stop flag).
+func newObjects(f filter.Filter, cache *btf.Cache) (*objects, error) {
+	spec, err := bpf.LoadIpftrace()
+	if err != nil {
+		return nil, fmt.Errorf("load BPF object: %w", err)
+	}
+	if err := setFilter(spec, f); err != nil {
+		return nil, err
+	}
+	mapsOnly := &ebpf.CollectionSpec{
+		Maps:      spec.Maps,
+		Variables: spec.Variables,
+		Types:     spec.Types,
+		ByteOrder: spec.ByteOrder,
+	}
+	coll, err := ebpf.NewCollectionWithOptions(mapsOnly, ebpf.CollectionOptions{Cache: cache})
+	if err != nil {
+		return nil, fmt.Errorf("create BPF maps: %w", err)
+	}
+	return &objects{spec: spec, maps: coll.Maps, cache: cache}, nil
+}
+
+// Close releases the maps. Loaded programs and links keep their own references.
+func (o *objects) Close() {
+	for _, m := range o.maps {
+		m.Close()
+	}
+}
+
+// loadProgram loads a clone of the named template. For fentry and tp_btf,
+// attachTo names the target and desc is patched in; for kprobes both are
+// unused.
+func (o *objects) loadProgram(template, attachTo string, desc uint64, patch bool) (*ebpf.Program, error) {
+	tmpl, ok := o.spec.Programs[template]
+	if !ok {
+		return nil, fmt.Errorf("no BPF program template %s", template)
+	}
+	ps := tmpl.Copy()
+	if attachTo != "" {
+		ps.AttachTo = attachTo
+	}
+	if patch {
+		if err := patchDescriptor(ps.Instructions, desc); err != nil {
+			return nil, fmt.Errorf("%s: %w", template, err)
+		}
+	}
+	cs := &ebpf.CollectionSpec{
+		Maps:      o.spec.Maps,
+		Programs:  map[string]*ebpf.ProgramSpec{template: ps},
+		Types:     o.spec.Types,
+		ByteOrder: o.spec.ByteOrder,
+	}
+	coll, err := ebpf.NewCollectionWithOptions(cs, ebpf.CollectionOptions{
+		MapReplacements: o.maps,
+		Cache:           o.cache,
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer coll.Close()
+	return coll.DetachProgram(template), nil
+}
+
+// patchDescriptor replaces every descMarker ld_imm64 constant with desc.
+func patchDescriptor(insns asm.Instructions, desc uint64) error {
+	n := 0
+	for i := range insns {
+		if insns[i].OpCode.IsDWordLoad() && insns[i].Src == 0 && uint64(insns[i].Constant) == descMarker {
+			insns[i].Constant = int64(desc)
+			n++
+		}
+	}
+	if n == 0 {
+		return errors.New("descriptor marker not found")
+	}
+	return nil
+}
+
+// setFilter writes the flow filter into the load-time constants.
+func setFilter(spec *ebpf.CollectionSpec, f filter.Filter) error {
+	set := func(name string, v any) error {
+		vs, ok := spec.Variables[name]
+		if !ok {
+			return fmt.Errorf("BPF object has no variable %s", name)
+		}
+		if err := vs.Set(v); err != nil {
+			return fmt.Errorf("set %s: %w", name, err)
+		}
+		return nil
+	}
+	c := encodeFilter(f)
+	for _, kv := range []struct {
+		name string
+		v    any
+	}{
+		{"f_ipversion", c.ipversion},
+		{"f_proto_set", c.protoSet},
+		{"f_proto", c.proto},
+		{"f_saddr_ver", c.saddr.ver},
+		{"f_saddr", c.saddr.addr},
+		{"f_saddr_mask", c.saddr.mask},
+		{"f_daddr_ver", c.daddr.ver},
+		{"f_daddr", c.daddr.addr},
+		{"f_daddr_mask", c.daddr.mask},
+		{"f_sport_set", c.sportSet},
+		{"f_sport", c.sport},
+		{"f_dport_set", c.dportSet},
+		{"f_dport", c.dport},
+	} {
+		if err := set(kv.name, kv.v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// setDisabled sets ipft_disabled, which makes every program return at once.
+func (o *objects) setDisabled() error {
+	v, ok := o.spec.Variables["ipft_disabled"]
+	if !ok {
+		return errors.New("BPF object has no variable ipft_disabled")
+	}
+	m := o.maps[v.SectionName]
+	if m == nil {
+		return fmt.Errorf("no map for section %s", v.SectionName)
+	}
+	val := make([]byte, m.ValueSize())
+	if err := m.Lookup(uint32(0), &val); err != nil {
+		return fmt.Errorf("read %s: %w", v.SectionName, err)
+	}
+	off := int(v.Offset)
+	if off+4 > len(val) {
+		return fmt.Errorf("ipft_disabled at %d beyond %s", off, v.SectionName)
+	}
+	binary.NativeEndian.PutUint32(val[off:], 1)
+	return m.Update(uint32(0), val, ebpf.UpdateAny)
+}
