@@ -111,6 +111,15 @@ func ParseArgs(args []string) (*Options, error) {
 	if o.Help || o.Version {
 		return o, nil
 	}
+	var empty string
+	fs.Visit(func(f *pflag.Flag) {
+		if empty == "" && f.Value.Type() != "bool" && strings.TrimSpace(f.Value.String()) == "" {
+			empty = f.Name
+		}
+	})
+	if empty != "" {
+		return nil, fmt.Errorf("--%s needs a value", empty)
+	}
 
 	pos := fs.Args()
 	if len(pos) > 0 && pos[0] == "gen-manifest" && fs.ArgsLenAtDash() != 0 {
@@ -185,12 +194,6 @@ func ParseArgs(args []string) (*Options, error) {
 		return nil, errors.New("--egress needs a function name")
 	}
 	o.ReadyFile, o.BTF, o.NoKmods = r.readyFile, r.btf, r.noKmods
-	if fs.Changed("ready-file") && o.ReadyFile == "" {
-		return nil, errors.New("--ready-file needs a path")
-	}
-	if fs.Changed("btf") && o.BTF == "" {
-		return nil, errors.New("--btf needs a path")
-	}
 
 	if !o.GenManifest && !o.ListFunc {
 		switch {

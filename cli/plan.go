@@ -33,15 +33,14 @@ func Plan(o *Options, scan *btfscan.Result) (tracer.Config, manifest.Summary, er
 	}
 	entries, sum := selectFuncs(o, scan)
 	tps := selectTracepoints(o, scan)
+	if o.Manifest != nil && len(o.Manifest.Functions) > 0 && len(sum.Skipped) == len(o.Manifest.Functions) {
+		return cfg, sum, fmt.Errorf("manifest %s: none of its functions exist on this kernel", o.ManifestPath)
+	}
 	if len(entries) == 0 && len(tps) == 0 {
-		switch {
-		case o.Regex != nil:
+		if o.Regex != nil {
 			return cfg, sum, fmt.Errorf("regex %q matches no skb function or tracepoint", o.Regex)
-		case o.Manifest != nil:
-			return cfg, sum, fmt.Errorf("manifest %s: none of its functions exist on this kernel", o.ManifestPath)
-		default:
-			return cfg, sum, errors.New("no skb functions or tracepoints found in BTF")
 		}
+		return cfg, sum, errors.New("nothing to trace: no skb functions or tracepoints")
 	}
 
 	// Egress functions: defaults, the manifest's, -e.
