@@ -1,0 +1,76 @@
+package cli
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestTranslateArgs(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string // space-separated
+	}{
+		{"-iv 4", "--ipversion 4"},
+		{"-iv=4", "--ipversion=4"},
+		{"-sp 80 -dp 443", "--sport 80 --dport 443"},
+		{"-sp=80 -dp=443", "--sport=80 --dport=443"},
+		{"-ls", "--list-func"},
+		{"-ls=true", "--list-func=true"},
+		{"-ls -r ^ip_", "--list-func -r ^ip_"},
+		{"-r -ls", "-r -ls"},                       // -ls is the regex
+		{"--regex -ls", "--regex -ls"},             // same, long form
+		{"--regex=x -ls", "--regex=x --list-func"}, // value was inline
+		{"-rfoo -ls", "-rfoo --list-func"},         // value was inline
+		{"-vr -ls", "-vr -ls"},                     // cluster ending in -r
+		{"-v -ls", "-v --list-func"},               // -v takes no value
+		{"-iv -ls", "--ipversion -ls"},             // -ls is -iv's (bad) value
+		{"-sp -dp", "--sport -dp"},                 // -dp is --sport's (bad) value
+		{"-e -sp -dp 1", "-e -sp --dport 1"},       // -e takes a value
+		{"--auto -ls", "--auto --list-func"},       // --auto takes none
+		{"-- -ls -iv", "-- -ls -iv"},               // after --: positional
+		{"-ls -- -iv", "--list-func -- -iv"},       //
+		{"m.yaml -iv 6", "m.yaml --ipversion 6"},   // flags after positionals
+		{"- -ls", "- --list-func"},                 // lone dash
+		{"-lsx -ivv --iv", "-lsx -ivv --iv"},       // not legacy flags
+		{"-s -iv -d -sp", "-s -iv -d -sp"},         // values of -s and -d
+		{"--saddr -iv -iv 4", "--saddr -iv --ipversion 4"},
+		{"-p tcp -iv 4 -s 10.0.0.1 -dp 80 m.yaml", "-p tcp --ipversion 4 -s 10.0.0.1 --dport 80 m.yaml"},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			got := TranslateArgs(strings.Fields(tc.in))
+			if want := strings.Fields(tc.want); !slices.Equal(got, want) {
+				t.Errorf("got %q, want %q", got, want)
+			}
+		})
+	}
+	if got := TranslateArgs(nil); len(got) != 0 {
+		t.Errorf("nil: %q", got)
+	}
+}
+
+func FuzzTranslate(f *testing.F) {
+	for _, s := range []string{"-iv 4", "-r -ls", "-- -ls", "-vr -sp -dp=1", "-iv=4 m.yaml -ls", "-", "--regex= -ls"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		args := strings.Split(s, " ")
+		out := TranslateArgs(args)
+		if len(out) != len(args) {
+			t.Fatalf("length changed: %q → %q", args, out)
+		}
+		for i := range args {
+			if out[i] == args[i] {
+				continue
+			}
+			name, _, _ := strings.Cut(args[i], "=")
+			if _, ok := legacyFlags[name]; !ok {
+				t.Fatalf("changed non-legacy %q to %q", args[i], out[i])
+			}
+		}
+		if again := TranslateArgs(out); !slices.Equal(again, out) {
+			t.Fatalf("not idempotent: %q → %q → %q", args, out, again)
+		}
+		// Parsing never panics.
+		_, _ = ParseArgs(args)
+	})
+}
