@@ -1,0 +1,179 @@
+package btfscan
+
+import (
+	"bytes"
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/cilium/ebpf/btf"
+)
+
+// splitBuilder hand-encodes split BTF on top of a base file, the way the
+// kernel exposes module BTF in /sys/kernel/btf/<module>. The btf package can
+// read split BTF but not write it.
+type splitBuilder struct {
+	nextID   uint32 // ID of the next type
+	strBase  uint32 // length of the base string table
+	types    bytes.Buffer
+	strs     bytes.Buffer
+	skbPtrID uint32 // base ID of struct sk_buff *
+}
+
+const (
+	kindPtr       = 2
+	kindTypedef   = 8
+	kindFunc      = 12
+	kindFuncProto = 13
+)
+
+func newSplitBuilder(t *testing.T, basePath string) *splitBuilder {
+	t.Helper()
+	raw, err := os.ReadFile(basePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := btf.LoadSpec(basePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &splitBuilder{strBase: binary.NativeEndian.Uint32(raw[20:24])}
+	var maxID btf.TypeID
+	for typ, err := range spec.All() {
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := spec.TypeID(typ)
+		if err != nil {
+			t.Fatal(err)
+		}
+		maxID = max(maxID, id)
+		if ptr, ok := typ.(*btf.Pointer); ok && b.skbPtrID == 0 {
+			if st, ok := ptr.Target.(*btf.Struct); ok && st.Name == "sk_buff" {
+				b.skbPtrID = uint32(id)
+			}
+		}
+	}
+	if b.skbPtrID == 0 {
+		t.Fatal("base has no struct sk_buff *")
+	}
+	b.nextID = uint32(maxID) + 1
+	return b
+}
+
+func (b *splitBuilder) str(s string) uint32 {
+	if s == "" {
+		return 0
+	}
+	off := b.strBase + uint32(b.strs.Len())
+	b.strs.WriteString(s)
+	b.strs.WriteByte(0)
+	return off
+}
+
+func (b *splitBuilder) typ(name string, kind, vlen int, sizeType uint32, extra ...uint32) uint32 {
+	for _, v := range append([]uint32{b.str(name), uint32(kind)<<24 | uint32(vlen), sizeType}, extra...) {
+		binary.Write(&b.types, binary.NativeEndian, v)
+	}
+	id := b.nextID
+	b.nextID++
+	return id
+}
+
+// fn adds a global function whose parameters are type IDs.
+func (b *splitBuilder) fn(name string, params ...uint32) {
+	var extra []uint32
+	for _, p := range params {
+		extra = append(extra, 0, p)
+	}
+	proto := b.typ("", kindFuncProto, len(params), 0, extra...)
+	b.typ(name, kindFunc, 1, proto)
+}
+
+// tracepoint adds btf_trace_<name> with a leading void * and the params.
+func (b *splitBuilder) tracepoint(name string, params ...uint32) {
+	voidp := b.typ("", kindPtr, 0, 0)
+	extra := []uint32{0, voidp}
+	for _, p := range params {
+		extra = append(extra, 0, p)
+	}
+	proto := b.typ("", kindFuncProto, len(params)+1, 0, extra...)
+	ptr := b.typ("", kindPtr, 0, proto)
+	b.typ("btf_trace_"+name, kindTypedef, 0, ptr)
+}
+
+func (b *splitBuilder) write(t *testing.T, path string) {
+	t.Helper()
+	var out bytes.Buffer
+	hdr := []any{uint16(0xeb9f), uint8(1), uint8(0), uint32(24),
+		uint32(0), uint32(b.types.Len()), uint32(b.types.Len()), uint32(b.strs.Len())}
+	for _, v := range hdr {
+		binary.Write(&out, binary.NativeEndian, v)
+	}
+	out.Write(b.types.Bytes())
+	out.Write(b.strs.Bytes())
+	if err := os.WriteFile(path, out.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestScanModules(t *testing.T) {
+	base := synthetic(t)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "vmlinux"), []byte("ignored: the base is read from BTFPath"), 0o644)
+
+	m := newSplitBuilder(t, base)
+	skb := m.skbPtrID
+	m.fn("mod_rcv", skb)
+	m.fn("plain", skb, skb) // vmlinux has "plain": vmlinux wins
+	m.fn("mod_out.cold", skb)
+	m.tracepoint("mod_event", skb)
+	m.write(t, filepath.Join(dir, "mod_a"))
+
+	m = newSplitBuilder(t, base)
+	m.fn("mod_rcv", skb) // also in mod_a: the first module (by name) wins
+	m.fn("other_xmit", m.skbPtrID, m.skbPtrID)
+	m.write(t, filepath.Join(dir, "mod_b"))
+
+	res, err := Scan(Options{BTFPath: base, Kmods: true, ModulesDir: dir, FentryMaxArgs: 12, IgnoreTraceFS: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, module string
+		pos, args    int
+	}{
+		{"mod_rcv", "mod_a", 1, 1},
+		{"other_xmit", "mod_b", 1, 2},
+		{"plain", "", 1, 1},
+	} {
+		fn, ok := res.Func(tc.name)
+		if !ok {
+			t.Errorf("%s: not found", tc.name)
+			continue
+		}
+		if fn.Module != tc.module || fn.SkbPos != tc.pos || fn.NumArgs != tc.args {
+			t.Errorf("%s: got %+v", tc.name, fn)
+		}
+	}
+	if _, ok := res.Func("mod_out.cold"); ok {
+		t.Error("mod_out.cold included")
+	}
+	tp, ok := res.Tracepoint("mod_event")
+	if !ok || tp.Module != "mod_a" || tp.SkbPos != 1 || tp.NumArgs != 1 {
+		t.Errorf("mod_event: %+v, %v", tp, ok)
+	}
+	if len(res.Modules) != 2 {
+		t.Errorf("modules %v", res.Modules)
+	}
+
+	// Without Kmods the modules are not read.
+	res, err = Scan(Options{BTFPath: base, ModulesDir: dir, IgnoreTraceFS: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := res.Func("mod_rcv"); ok {
+		t.Error("module function found without Kmods")
+	}
+}
