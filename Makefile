@@ -1,0 +1,64 @@
+SHELL := /bin/bash
+# ipftrace. `make` builds bin/ipftrace; `make test` runs every test this
+# machine can run (unit, host end-to-end, and the VM kernel matrix).
+
+GO       ?= go
+VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -s -w -X github.com/ipftrace/ipftrace/cli.Version=$(VERSION)
+export CGO_ENABLED := 0
+
+# The VM matrix: kernel:backend pairs. The host kernel covers tracepoint.
+VM_MATRIX ?= 6.1:fentry 6.1:kprobe 6.12:fentry 6.12:kprobe-multi 6.12:kprobe
+VM_TIMEOUT ?= 20m
+
+.PHONY: all build generate check-generate unit e2e vmtest test bench deps clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ipftrace ./cmd/ipftrace
+
+# Regenerate the committed bpf2go output (needs clang and libbpf-dev).
+generate:
+	cd bpf && $(GO) generate ./
+
+# Fail if the committed BPF objects do not match bpf/*.c.
+check-generate: generate
+	@git diff --exit-code --stat -- bpf/ || { echo "bpf/: committed bpf2go output is stale; run 'make generate' and commit"; exit 1; }
+
+# Unit tests: no root, no network.
+unit:
+	$(GO) vet ./...
+	$(GO) test -count=1 ./...
+
+# End-to-end tests on this host's kernel (root; real traffic in netns).
+e2e: build
+	$(GO) test -count=1 -v -timeout 15m ./e2e 2>&1 | tee bin/e2e-host.log; exit $${PIPESTATUS[0]}
+
+bin/e2e.test bin/vm: build
+	$(GO) test -c -o bin/e2e.test ./e2e
+	$(GO) build -o bin/vm ./test/vm
+
+# The e2e suite inside Debian 6.1 and 6.12 VMs, once per backend.
+vmtest: build bin/e2e.test bin/vm
+	@set -e; for kb in $(VM_MATRIX); do \
+		k=$${kb%%:*}; b=$${kb##*:}; \
+		echo "=== vmtest kernel $$k backend $$b"; \
+		./bin/vm -kernel $$k -timeout $(VM_TIMEOUT) -e IPFTRACE_BIN=$(CURDIR)/bin/ipftrace -e IPFTRACE_BACKEND=$$b -- \
+			./bin/e2e.test -test.v -test.count=1 -test.timeout $(VM_TIMEOUT) \
+			|| { echo "=== vmtest kernel $$k backend $$b: FAILED"; exit 1; }; \
+		echo "=== vmtest kernel $$k backend $$b: ok"; \
+	done
+
+# Everything: stale-object check, unit tests, host e2e, VM matrix.
+test: deps check-generate unit e2e vmtest
+
+bench: build
+	@echo "bench: not implemented yet (see issue: benchmarks)"; exit 1
+
+# Debian packages the build, the tests and the VM matrix need.
+deps:
+	./.ci/deps.sh
+
+clean:
+	rm -rf bin
