@@ -41,9 +41,11 @@ func run() int {
 		cache    = flag.String("cache", "", "cache directory (default $IPFTRACE_VM_CACHE or <repo>/.cache/vm)")
 		mem      = flag.String("mem", "3G", "guest memory (qemu -m)")
 		smp      = flag.Int("smp", 2, "guest vCPUs")
+		tcg      = flag.String("tcg-thread", envOr("IPFTRACE_VM_TCG_THREAD", "single"), "qemu TCG threading: single (round-robin, robust) or multi (MTTCG; faster, but qemu 7.2 sometimes crashes the guest while the kernel patches its own text)")
 		tmpfsTmp = flag.Bool("tmpfs-tmp", false, "mount an empty tmpfs on /tmp (default: host /tmp visible, writes stay in the guest)")
 		console  = flag.String("console", "", "write the guest kernel console log to this file")
 		busybox  = flag.String("busybox", "/bin/busybox", "static busybox for the initramfs (apt-get install busybox-static)")
+		appendK  = flag.String("append", "", "extra kernel command line (e.g. ignore_loglevel with -console to see all kernel messages)")
 		fetch    = flag.Bool("fetch", false, "only download/unpack the kernel and build the initramfs; boot nothing")
 		envs     multi
 	)
@@ -116,7 +118,7 @@ func run() int {
 	logf("kernel %s (%s), timeout %s, prep %.1fs", k.Release, pkg, *timeout, prep.Seconds())
 	res, err := vm.Run(ctx, vm.Options{
 		Kernel: k, Initramfs: initrd, Cmd: argv, Dir: cwd, Env: env,
-		Mem: *mem, SMP: *smp, TmpfsTmp: *tmpfsTmp, Console: *console,
+		Mem: *mem, SMP: *smp, TCGThread: *tcg, Append: *appendK, TmpfsTmp: *tmpfsTmp, Console: *console,
 		Stdout: os.Stdout, Logf: logf,
 		Started: func(pid int) { logf("qemu pid %d", pid) },
 	})
@@ -138,6 +140,13 @@ func run() int {
 	}
 	logf("exit %d (kernel %s, boot %.1fs, total %.1fs)", res.ExitCode, k.Release, res.BootTime.Seconds(), res.Total.Seconds()+prep.Seconds())
 	return res.ExitCode
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
 }
 
 // guestEnv is the command's whole environment in the guest.

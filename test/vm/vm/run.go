@@ -34,6 +34,8 @@ type Options struct {
 	Env       []string // KEY=VALUE for the command (the whole environment)
 	Mem       string   // qemu -m, e.g. "3G"
 	SMP       int
+	TCGThread string // "single" or "multi" (qemu -accel tcg,thread=)
+	Append    string // extra kernel command line
 	TmpfsTmp  bool   // mount a fresh tmpfs on /tmp (default: host /tmp visible through the overlay)
 	Console   string // if set, copy the kernel console log here
 	Stdout    io.Writer
@@ -75,6 +77,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res := &Result{ExitCode: ExitInfra}
 	if o.SMP == 0 {
 		o.SMP = 2
+	}
+	if o.TCGThread == "" {
+		o.TCGThread = "single"
 	}
 	if o.Mem == "" {
 		o.Mem = "3G"
@@ -130,11 +135,15 @@ sleep 10 2>/dev/null
 		return res, err
 	}
 
+	kimg := o.Kernel.Vmlinuz
+	if o.Kernel.Vmlinux != "" && os.Getenv("IPFTRACE_VM_BZIMAGE") != "1" {
+		kimg = o.Kernel.Vmlinux
+	}
 	args := []string{
-		"-accel", "tcg", "-cpu", "max", "-smp", strconv.Itoa(o.SMP), "-m", o.Mem,
+		"-accel", "tcg,thread=" + o.TCGThread, "-cpu", "max", "-smp", strconv.Itoa(o.SMP), "-m", o.Mem,
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-		"-kernel", o.Kernel.Vmlinuz, "-initrd", o.Initramfs,
-		"-append", "console=ttyS1 quiet loglevel=3 panic=-1 oops=panic random.trust_cpu=on mitigations=off tsc=reliable 8250.nr_uarts=2 rdinit=/init",
+		"-kernel", kimg, "-initrd", o.Initramfs,
+		"-append", strings.TrimSpace("console=ttyS1 quiet loglevel=3 panic=-1 oops=panic random.trust_cpu=on mitigations=off tsc=reliable 8250.nr_uarts=2 rdinit=/init " + o.Append),
 		"-chardev", "stdio,id=out,signal=off", "-serial", "chardev:out",
 		"-serial", "file:" + consoleLog,
 		"-fsdev", "local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap",
@@ -143,6 +152,7 @@ sleep 10 2>/dev/null
 		"-device", "virtio-9p-pci,fsdev=share,mount_tag=ipfshare",
 		"-device", "virtio-rng-pci",
 	}
+	args = append(args, strings.Fields(os.Getenv("IPFTRACE_VM_QEMU_ARGS"))...)
 	cmd := exec.Command(qemu, args...)
 	cmd.Stdin = nil
 	stdout, err := cmd.StdoutPipe()
