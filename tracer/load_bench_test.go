@@ -1,0 +1,32 @@
+package tracer
+
+import (
+	"os"
+	"testing"
+
+	"github.com/cilium/ebpf/btf"
+
+	"github.com/ipftrace/ipftrace/filter"
+)
+
+// BenchmarkLoadClone measures loading one patched clone of the tp_btf
+// template, the per-function cost of the fentry and tracepoint backends
+// (fentry itself cannot load on every host). Needs root.
+func BenchmarkLoadClone(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("BenchmarkLoadClone: needs root to load BPF programs")
+	}
+	o, err := newObjects(filter.Any(), btf.NewCache())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer o.Close()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		p, err := o.loadProgram("tp_skb1", "net_dev_queue", descriptor(uint32(i), 0), true)
+		if err != nil {
+			b.Fatal(err)
+		}
+		p.Close()
+	}
+}
