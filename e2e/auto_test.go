@@ -1,0 +1,122 @@
+//go:build linux
+
+package e2e
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// autoOutputPath is the full path of an ICMP echo request from a to b, for
+// function backends. A step is required only if one of its names is traced
+// (listed for the backend by -ls --auto and not skipped at attach); the
+// first names of the list are static functions a kernel may inline.
+var autoOutputPath = path{
+	{"ip_local_out", "__ip_local_out"},
+	{"ip_output"},
+	{"ip_finish_output"},
+	{"ip_finish_output2"},
+	{"__dev_queue_xmit"},
+	{"dev_hard_start_xmit"},
+	{"veth_xmit"},
+	{"__dev_forward_skb"},
+	{"netif_rx", "__netif_rx", "netif_rx_internal"},
+	{"__netif_receive_skb", "__netif_receive_skb_one_core"},
+	{"ip_rcv"},
+	{"ip_rcv_finish"},
+	{"ip_local_deliver"},
+	{"ip_local_deliver_finish", "ip_protocol_deliver_rcu"},
+	{"icmp_rcv"},
+	{"consume_skb"},
+}
+
+// autoCore must be traced whatever the kernel.
+var autoCore = []string{"ip_output", "__dev_queue_xmit", "ip_rcv", "icmp_rcv"}
+
+var skippedRE = regexp.MustCompile(`(?m)^ipftrace: skipped (\S+): `)
+
+// listTraced returns the names -ls --auto lists for backend.
+func listTraced(t *testing.T, backend string) map[string]bool {
+	t.Helper()
+	stdout, stderr, code := ipftrace(t, append(backendArgs(), "-ls", "--auto")...)
+	if code != 0 {
+		t.Fatalf("ipftrace -ls --auto: exit status %d; stderr:\n%s", code, stderr)
+	}
+	names := map[string]bool{}
+	for i, line := range strings.Split(stdout, "\n") {
+		f := strings.Fields(line)
+		if i == 0 || len(f) < 6 {
+			continue
+		}
+		if contains(strings.Split(f[5], ","), backend) {
+			names[f[0]] = true
+		}
+	}
+	return names
+}
+
+// TestAutoPing: --auto traces every skb function (or tracepoint); one ping's
+// request journey follows the full IPv4 output and input path. Logs how
+// many were attached, how long attaching took, and how long exiting took
+// after SIGINT.
+func TestAutoPing(t *testing.T) {
+	p := newNetPair(t)
+	requireTool(t, "ping")
+	tr := startTracer(t, "--auto", "-v", "-l", "1000", "-o", "json", "-p", "icmp", "-s", addrA, "-d", addrB)
+	n, m, secs := tr.attached()
+	t.Logf("backend %s: attached %d/%d in %.2fs (ready file after %v)", tr.backend, n, m, secs, tr.ready.Round(time.Millisecond))
+
+	want := tpXmitRecv
+	if isFuncBackend(tr.backend) {
+		listed := listTraced(t, tr.backend)
+		for _, mm := range skippedRE.FindAllStringSubmatch(tr.stderr.String(), -1) {
+			delete(listed, mm[1])
+		}
+		for _, c := range autoCore {
+			if !listed[c] {
+				t.Fatalf("%s is not traced with --auto on this kernel (listed by -ls --auto for %s and not skipped)", c, tr.backend)
+			}
+		}
+		want = nil
+		var left []string
+		for _, step := range autoOutputPath {
+			var traced []string
+			for _, name := range step {
+				if listed[name] {
+					traced = append(traced, name)
+				}
+			}
+			if traced != nil {
+				want = append(want, traced)
+			} else {
+				left = append(left, strings.Join(step, "|"))
+			}
+		}
+		if left != nil {
+			t.Logf("not traced on this kernel, left out of the path: %s", strings.Join(left, ", "))
+		}
+	}
+	ping(t, p.a, addrB, 1)
+	what := "ICMP 10.0.0.1 -> 10.0.0.2 echo request journey through " + want.String()
+	js := tr.waitJourneys(p, what, func(js []Journey) bool {
+		for _, j := range js {
+			if isFlow(j, 4, "ICMP", addrA, addrB, 0, 0) && matchPath(j.Funcs(), want) &&
+				(isFuncBackend(tr.backend) || (j.End == "egress" && lastIn(j, tpRelease))) {
+				return true
+			}
+		}
+		return false
+	})
+	took := tr.stop()
+	t.Logf("backend %s: exit %v after SIGINT", tr.backend, took.Round(time.Millisecond))
+	for _, j := range js {
+		if isFlow(j, 4, "ICMP", addrA, addrB, 0, 0) && matchPath(j.Funcs(), want) {
+			t.Logf("request journey (%d events): %s", len(j.Events), j)
+		}
+	}
+	if strings.Contains(tr.stderr.String(), "lost") {
+		t.Logf("stderr reports lost events:\n%s", tr.stderr.String())
+	}
+}
