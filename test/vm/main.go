@@ -48,8 +48,10 @@ func run() int {
 		appendK  = flag.String("append", "", "extra kernel command line (e.g. ignore_loglevel with -console to see all kernel messages)")
 		fetch    = flag.Bool("fetch", false, "only download/unpack the kernel and build the initramfs; boot nothing")
 		envs     multi
+		rw       multi
 	)
 	flag.Var(&envs, "e", "KEY=VALUE for the command (repeatable); IPFTRACE_*, GO*, TERM pass through anyway")
+	flag.Var(&rw, "rw", "host directory the guest may write to (same path; repeatable), e.g. for coverage or results")
 	flag.Usage = func() {
 		fmt.Fprintf(os.Stderr, "usage: go run ./test/vm [flags] -- <command...>\n")
 		flag.PrintDefaults()
@@ -104,6 +106,18 @@ func run() int {
 	}
 
 	env := guestEnv(envs)
+	for i, d := range rw {
+		abs, err := filepath.Abs(d)
+		if err != nil {
+			logf("-rw %s: %v", d, err)
+			return 2
+		}
+		if fi, err := os.Stat(abs); err != nil || !fi.IsDir() {
+			logf("-rw %s: not a directory", d)
+			return 2
+		}
+		rw[i] = abs
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
@@ -118,7 +132,7 @@ func run() int {
 	logf("kernel %s (%s), timeout %s, prep %.1fs", k.Release, pkg, *timeout, prep.Seconds())
 	res, err := vm.Run(ctx, vm.Options{
 		Kernel: k, Initramfs: initrd, Cmd: argv, Dir: cwd, Env: env,
-		Mem: *mem, SMP: *smp, TCGThread: *tcg, Append: *appendK, TmpfsTmp: *tmpfsTmp, Console: *console,
+		Mem: *mem, SMP: *smp, TCGThread: *tcg, Append: *appendK, RW: rw, TmpfsTmp: *tmpfsTmp, Console: *console,
 		Stdout: os.Stdout, Logf: logf,
 		Started: func(pid int) { logf("qemu pid %d", pid) },
 	})

@@ -238,6 +238,7 @@ func guestChecks(t *testing.T, k string) {
 
 	// Host /tmp is visible in the guest (overlay), so t.TempDir works.
 	bin := filepath.Join(t.TempDir(), "guest.test")
+	rwDir := t.TempDir()
 	build := exec.Command("go", "test", "-c", "-o", bin, "./testdata/guest")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
@@ -262,10 +263,14 @@ nft list ruleset >/dev/null
 test -e /sys/kernel/tracing/kprobe_events -o -e /sys/bus/event_source/devices/kprobe
 test -d /sys/fs/bpf && test -e /sys/kernel/debug/tracing -o -e /sys/kernel/tracing/trace
 ` + bin + ` -test.v
+echo written-in-guest >` + rwDir + `/result
 echo GUEST-CHECKS-OK`
-	r := runVM(t, []string{"IPFTRACE_VM_WANT_RELEASE=" + release}, "-kernel", k, "-timeout", "5m", "--", "sh", "-c", script)
+	r := runVM(t, []string{"IPFTRACE_VM_WANT_RELEASE=" + release}, "-kernel", k, "-timeout", "5m", "-rw", rwDir, "--", "sh", "-c", script)
 	if r.code != 0 || !strings.Contains(r.stdout, "GUEST-CHECKS-OK") {
 		t.Fatalf("guest checks failed: exit %d", r.code)
+	}
+	if b, err := os.ReadFile(filepath.Join(rwDir, "result")); err != nil || string(b) != "written-in-guest\n" {
+		t.Errorf("-rw dir: result %q, %v", b, err)
 	}
 	if !strings.Contains(r.stdout, "cwd="+repoDir(t)+" home=/root user=root") {
 		t.Errorf("wrong cwd/env in guest: %q", r.stdout)
@@ -295,5 +300,19 @@ func TestVMSignal(t *testing.T) {
 	r := wait()
 	if r.code != 128+int(syscall.SIGTERM) {
 		t.Fatalf("exit %d, want %d", r.code, 128+int(syscall.SIGTERM))
+	}
+}
+
+// TestVMGuestCrash: a kernel panic in the guest ends the run (exit 125)
+// with the oops on stderr, and no qemu left.
+func TestVMGuestCrash(t *testing.T) {
+	vmTest(t)
+	ks := kernels()
+	r := runVM(t, nil, "-kernel", ks[len(ks)-1], "-timeout", "5m", "--", "sh", "-c", "echo c >/proc/sysrq-trigger")
+	if r.code != vm.ExitInfra {
+		t.Fatalf("exit %d, want %d", r.code, vm.ExitInfra)
+	}
+	if !strings.Contains(r.stderr, "guest died") || !strings.Contains(r.stderr, "Kernel panic") {
+		t.Errorf("stderr lacks the crash report")
 	}
 }

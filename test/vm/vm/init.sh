@@ -29,7 +29,7 @@ done
 
 mount9p() { # tag dir opts
 	i=0
-	while ! mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,$3 $1 $2 2>/tmp/mount.err; do
+	while ! mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,$3 "$1" "$2" 2>/tmp/mount.err; do
 		i=$((i + 1))
 		[ $i -ge 50 ] && die "mount 9p $1: $(cat /tmp/mount.err)"
 		sleep 0.1
@@ -59,6 +59,13 @@ mount -t tracefs tracefs $R/sys/kernel/tracing 2>/dev/null
 mount -t bpf bpf $R/sys/fs/bpf
 mount -t cgroup2 cgroup2 $R/sys/fs/cgroup 2>/dev/null
 [ "$VM_TMPFS_TMP" = 1 ] && mount -t tmpfs tmpfs $R/tmp
+i=0
+while [ $i -lt "${VM_RW_N:-0}" ]; do
+	eval "d=\$VM_RW_$i"
+	mkdir -p "$R$d"
+	mount9p rw$i "$R$d" cache=none
+	i=$((i + 1))
+done
 KVER=$(uname -r)
 mkdir -p $R/lib/modules/$KVER
 mount --bind "$R$VM_MODDIR" $R/lib/modules/$KVER || die "bind modules $VM_MODDIR"

@@ -34,10 +34,11 @@ type Options struct {
 	Env       []string // KEY=VALUE for the command (the whole environment)
 	Mem       string   // qemu -m, e.g. "3G"
 	SMP       int
-	TCGThread string // "single" or "multi" (qemu -accel tcg,thread=)
-	Append    string // extra kernel command line
-	TmpfsTmp  bool   // mount a fresh tmpfs on /tmp (default: host /tmp visible through the overlay)
-	Console   string // if set, copy the kernel console log here
+	TCGThread string   // "single" or "multi" (qemu -accel tcg,thread=)
+	Append    string   // extra kernel command line
+	RW        []string // host directories mounted writable at the same path
+	TmpfsTmp  bool     // mount a fresh tmpfs on /tmp (default: host /tmp visible through the overlay)
+	Console   string   // if set, copy the kernel console log here
 	Stdout    io.Writer
 	Logf      func(string, ...any) // runner messages ("vm: ...")
 	// Started is called with the qemu pid once it runs (tests use it).
@@ -88,11 +89,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("qemu-system-x86_64 not found (apt-get install qemu-system-x86): %w", err)
 	}
+	cleanStale()
 	tmp, err := os.MkdirTemp("", "ipftrace-vm-")
 	if err != nil {
 		return res, err
 	}
 	defer os.RemoveAll(tmp)
+	os.WriteFile(filepath.Join(tmp, "runner.pid"), []byte(strconv.Itoa(os.Getpid())), 0o644)
 	share := filepath.Join(tmp, "share")
 	if err := os.Mkdir(share, 0o755); err != nil {
 		return res, err
@@ -110,7 +113,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.TmpfsTmp {
 		tmpfsTmp = "1"
 	}
-	bootConf := fmt.Sprintf("VM_MODDIR=%s\nVM_TMPFS_TMP=%s\n", ShellQuote(o.Kernel.ModDir), tmpfsTmp)
+	bootConf := fmt.Sprintf("VM_MODDIR=%s\nVM_TMPFS_TMP=%s\nVM_RW_N=%d\n", ShellQuote(o.Kernel.ModDir), tmpfsTmp, len(o.RW))
+	for i, d := range o.RW {
+		bootConf += fmt.Sprintf("VM_RW_%d=%s\n", i, ShellQuote(d))
+	}
 	runSh := fmt.Sprintf(`#!/bin/sh
 # written by the ipftrace VM runner
 echo %[1]s
@@ -151,6 +157,14 @@ sleep 10 2>/dev/null
 		"-fsdev", "local,id=share,path=" + share + ",security_model=none,multidevs=remap",
 		"-device", "virtio-9p-pci,fsdev=share,mount_tag=ipfshare",
 		"-device", "virtio-rng-pci",
+	}
+	for i, d := range o.RW {
+		if strings.Contains(d, ",") {
+			return res, fmt.Errorf("-rw %s: commas are not allowed (qemu option syntax)", d)
+		}
+		args = append(args,
+			"-fsdev", fmt.Sprintf("local,id=rw%d,path=%s,security_model=none,multidevs=remap", i, d),
+			"-device", fmt.Sprintf("virtio-9p-pci,fsdev=rw%d,mount_tag=rw%d", i, i))
 	}
 	args = append(args, strings.Fields(os.Getenv("IPFTRACE_VM_QEMU_ARGS"))...)
 	cmd := exec.Command(qemu, args...)
@@ -252,8 +266,26 @@ sleep 10 2>/dev/null
 	if s := strings.TrimSpace(qstderr.String()); s != "" {
 		msg += "\n--- qemu stderr ---\n" + s
 	}
-	msg += "\n--- kernel console (last 40 lines) ---\n" + tail(consoleLog, 40)
+	msg += "\n--- kernel console ---\n" + crashLog(consoleLog)
 	return res, errors.New(msg)
+}
+
+// cleanStale removes run directories left by runners that were SIGKILLed.
+func cleanStale() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "ipftrace-vm-*"))
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, "runner.pid"))
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			os.RemoveAll(d)
+		}
+	}
 }
 
 func copyConsole(from, to string) {
@@ -265,14 +297,26 @@ func copyConsole(from, to string) {
 	}
 }
 
-func tail(path string, n int) string {
+// crashLog returns the interesting part of the kernel console: from the
+// first oops/panic/warning line (at most 120 lines), else the last 40 lines.
+func crashLog(path string) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return "(no console log: " + err.Error() + ")"
 	}
 	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
+	for i, l := range lines {
+		if strings.Contains(l, "BUG:") || strings.Contains(l, "Oops") || strings.Contains(l, "Kernel panic") ||
+			strings.Contains(l, "WARNING:") || strings.Contains(l, "general protection") {
+			lines = lines[i:]
+			if len(lines) > 120 {
+				lines = lines[:120]
+			}
+			return strings.Join(lines, "\n")
+		}
+	}
+	if len(lines) > 40 {
+		lines = lines[len(lines)-40:]
 	}
 	return strings.Join(lines, "\n")
 }
