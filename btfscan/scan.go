@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -141,6 +142,9 @@ func loadSpec(path string, base *btf.Spec) (*btf.Spec, error) {
 	}
 	if fi.IsDir() {
 		return nil, fmt.Errorf("read BTF %s: is a directory", path)
+	}
+	if err := checkMagic(path); err != nil {
+		return nil, fmt.Errorf("read BTF %s: %w", path, err)
 	}
 	var spec *btf.Spec
 	if base == nil {
@@ -404,4 +408,25 @@ func cause(err error) error {
 		return pe.Err
 	}
 	return err
+}
+
+// checkMagic rejects files that are neither raw BTF nor ELF up front, with a
+// clearer message than the header parser's.
+func checkMagic(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return cause(err)
+	}
+	defer f.Close()
+	var magic [4]byte
+	n, _ := io.ReadFull(f, magic[:])
+	switch {
+	case n >= 2 && (magic[0] == 0x9f && magic[1] == 0xeb || magic[0] == 0xeb && magic[1] == 0x9f):
+		return nil // raw BTF, either byte order
+	case n == 4 && string(magic[:]) == "\x7fELF":
+		return nil
+	case n == 0:
+		return errors.New("empty file, not BTF")
+	}
+	return errors.New("not a BTF file (bad magic)")
 }

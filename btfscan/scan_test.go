@@ -377,8 +377,8 @@ func TestScanErrors(t *testing.T) {
 	}{
 		{"missing", Options{BTFPath: filepath.Join(dir, "missing")}, "read BTF " + filepath.Join(dir, "missing") + ": no such file"},
 		{"directory", Options{BTFPath: dir}, "is a directory"},
-		{"garbage", Options{BTFPath: garbage}, "read BTF " + garbage},
-		{"empty", Options{BTFPath: empty}, "read BTF " + empty},
+		{"garbage", Options{BTFPath: garbage}, "read BTF " + garbage + ": not a BTF file (bad magic)"},
+		{"empty", Options{BTFPath: empty}, "read BTF " + empty + ": empty file, not BTF"},
 		{"bad module", Options{BTFPath: synthetic(t), Kmods: true, ModulesDir: moddir, IgnoreTraceFS: true}, "read BTF " + filepath.Join(moddir, "badmod")},
 		{"missing module dir", Options{BTFPath: synthetic(t), Kmods: true, ModulesDir: filepath.Join(dir, "x"), IgnoreTraceFS: true}, "module BTF directory"},
 	} {

@@ -60,8 +60,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, ExitUsage, err)
 	}
 	if o.Verbose {
-		fmt.Fprintf(stderr, "ipftrace: scanned BTF in %v: %d skb functions, %d skb tracepoints, %d modules\n",
-			time.Since(start).Round(time.Millisecond), len(scan.Funcs), len(scan.Tracepoints), len(scan.Modules))
+		lists := "tracefs function lists not readable, not applied"
+		if scan.FilterListKnown {
+			lists = "available_filter_functions applied"
+		}
+		fmt.Fprintf(stderr, "ipftrace: scanned BTF in %v: %d skb functions, %d skb tracepoints, %d modules (%s)\n",
+			time.Since(start).Round(time.Millisecond), len(scan.Funcs), len(scan.Tracepoints), len(scan.Modules), lists)
 	}
 
 	switch {
