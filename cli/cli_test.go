@@ -287,12 +287,12 @@ func TestPlanManifest(t *testing.T) {
 		t.Errorf("stderr %q, want %q", r.stderr, want)
 	}
 	want := []tracer.Target{
-		{Name: "ip_rcv", SkbPos: 1, NumArgs: 4},
-		{Name: "ip_output", SkbPos: 3, NumArgs: 3},
-		{Name: "ip_local_deliver", SkbPos: 1, NumArgs: 1, Egress: true},
-		{Name: "sk_skb_reason_drop", SkbPos: 2, NumArgs: 3, Egress: true},
-		{Name: "consume_skb", SkbPos: 1, NumArgs: 1, Egress: true},
-		{Name: "tcp_v4_rcv", SkbPos: 1, NumArgs: 1, Egress: true},
+		{Name: "ip_rcv", SkbPos: 1, SkbSlot: 1, NumArgs: 4},
+		{Name: "ip_output", SkbPos: 3, SkbSlot: 3, NumArgs: 3},
+		{Name: "ip_local_deliver", SkbPos: 1, SkbSlot: 1, NumArgs: 1, Egress: true},
+		{Name: "sk_skb_reason_drop", SkbPos: 2, SkbSlot: 2, NumArgs: 3, Egress: true},
+		{Name: "consume_skb", SkbPos: 1, SkbSlot: 1, NumArgs: 1, Egress: true},
+		{Name: "tcp_v4_rcv", SkbPos: 1, SkbSlot: 1, NumArgs: 1, Egress: true},
 	}
 	if !slices.Equal(r.cfg.Funcs, want) {
 		t.Errorf("funcs\n got %+v\nwant %+v", r.cfg.Funcs, want)

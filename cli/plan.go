@@ -114,6 +114,7 @@ func funcTarget(fn btfscan.Func, skbPos int, egress bool) tracer.Target {
 	return tracer.Target{
 		Name:    fn.Name,
 		SkbPos:  skbPos,
+		SkbSlot: fn.SkbSlot,
 		NumArgs: fn.NumArgs,
 		Module:  fn.Module,
 		Egress:  egress,

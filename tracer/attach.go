@@ -105,13 +105,13 @@ func (p *progress) finish() {
 	}
 }
 
-func fentryTemplate(t Target) string { return fmt.Sprintf("fentry_skb%d", t.SkbPos) }
+func fentryTemplate(t Target) string { return fmt.Sprintf("fentry_skb%d", t.slot()) }
 
 func tpTemplate(t Target) string {
 	if t.Name == "kfree_skb" && t.SkbPos == 1 && t.NumArgs >= 3 {
 		return "tp_kfree_skb"
 	}
-	return fmt.Sprintf("tp_skb%d", t.SkbPos)
+	return fmt.Sprintf("tp_skb%d", t.slot())
 }
 
 // attach attaches every target with the chosen backend. It stops early, and
@@ -168,14 +168,14 @@ func (t *tracer) attachOneTracing(id int, a *attachment) {
 	var tmpl string
 	var desc uint64
 	if t.backend == BackendTracepoint {
-		if tg.SkbPos > 6 {
+		if tg.slot() > 6 {
 			a.addSkip(tg.Name, fmt.Errorf("skb is argument %d: %w", tg.SkbPos, errPosition))
 			return
 		}
 		tmpl = tpTemplate(tg)
 		desc = descriptor(uint32(id), 0)
 	} else {
-		if tg.SkbPos > maxFentryArg {
+		if tg.slot() > maxFentryArg {
 			a.addSkip(tg.Name, errPosition)
 			return
 		}
@@ -212,12 +212,12 @@ var errPosition = errors.New("skb argument out of reach")
 func (t *tracer) attachKprobeMulti(ctx context.Context, a *attachment, p *progress) error {
 	byPos := map[int][]int{}
 	for id, tg := range t.targets {
-		if tg.SkbPos > maxKprobeArg {
+		if tg.slot() > maxKprobeArg {
 			a.addSkip(tg.Name, errPosition)
 			p.step()
 			continue
 		}
-		byPos[tg.SkbPos] = append(byPos[tg.SkbPos], id)
+		byPos[tg.slot()] = append(byPos[tg.slot()], id)
 	}
 	positions := make([]int, 0, len(byPos))
 	for pos := range byPos {
@@ -299,7 +299,7 @@ func (t *tracer) attachKprobes(ctx context.Context, a *attachment, p *progress) 
 			for id := range jobs {
 				tg := t.targets[id]
 				desc := descriptor(uint32(id), dropReasonArg[tg.Name])
-				l, err := link.Kprobe(tg.Name, progs[tg.SkbPos], &link.KprobeOptions{Cookie: desc})
+				l, err := link.Kprobe(tg.Name, progs[tg.slot()], &link.KprobeOptions{Cookie: desc})
 				if err != nil {
 					a.addSkip(tg.Name, err)
 				} else {
@@ -312,7 +312,7 @@ func (t *tracer) attachKprobes(ctx context.Context, a *attachment, p *progress) 
 	var err error
 loop:
 	for id, tg := range t.targets {
-		if tg.SkbPos > maxKprobeArg {
+		if tg.slot() > maxKprobeArg {
 			a.addSkip(tg.Name, errPosition)
 			p.step()
 			continue

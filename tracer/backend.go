@@ -93,7 +93,7 @@ func (t *tracer) probeBackend(name string) error {
 		if !ok {
 			return errors.New("no function to probe")
 		}
-		prog, err := t.objs.loadProgram(fmt.Sprintf("fentry_skb%d", f.SkbPos), f.Name, descriptor(0, 0), true)
+		prog, err := t.objs.loadProgram(fentryTemplate(f), f.Name, descriptor(0, 0), true)
 		if err != nil {
 			return err
 		}
@@ -104,9 +104,9 @@ func (t *tracer) probeBackend(name string) error {
 		if !ok {
 			return errors.New("no function with its skb in the first 6 arguments")
 		}
-		tmpl := fmt.Sprintf("kprobe_skb%d", f.SkbPos)
+		tmpl := fmt.Sprintf("kprobe_skb%d", f.slot())
 		if name == BackendKprobeMulti {
-			tmpl = fmt.Sprintf("kprobe_multi_skb%d", f.SkbPos)
+			tmpl = fmt.Sprintf("kprobe_multi_skb%d", f.slot())
 		}
 		prog, err := t.objs.loadProgram(tmpl, "", 0, false)
 		if err != nil {
@@ -144,7 +144,7 @@ func (t *tracer) probeFunc(maxPos int) (Target, bool) {
 	var first *Target
 	for i := range t.cfg.Funcs {
 		f := &t.cfg.Funcs[i]
-		if f.SkbPos > maxPos || f.Module != "" {
+		if f.slot() > maxPos || f.Module != "" {
 			continue
 		}
 		switch f.Name {

@@ -15,10 +15,19 @@ import (
 type Target struct {
 	Name       string // function or tracepoint name
 	SkbPos     int    // 1-based position of the skb argument
+	SkbSlot    int    // 1-based 8-byte argument slot of the skb (differs from SkbPos after a struct passed by value); 0 means SkbPos
 	NumArgs    int    // number of arguments
 	Module     string // kernel module, "" for vmlinux
 	Tracepoint bool   // a raw tracepoint rather than a function
 	Egress     bool   // a journey ends when it reaches this target
+}
+
+// slot returns the 8-byte argument slot the skb is read from.
+func (t Target) slot() int {
+	if t.SkbSlot > 0 {
+		return t.SkbSlot
+	}
+	return t.SkbPos
 }
 
 // Config is everything a tracing run needs.
