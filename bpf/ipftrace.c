@@ -70,13 +70,26 @@ struct {
 	__uint(max_entries, 8 << 20);
 } events SEC(".maps");
 
-/* Events that could not be reserved in the ring buffer, per CPU. */
+/*
+ * Per-CPU event counters: COUNT_MATCHED counts every event that passed the
+ * filter, COUNT_LOST those that found no room in the ring buffer. Userspace
+ * checks that received + lost == matched.
+ */
+enum { COUNT_MATCHED, COUNT_LOST, NR_COUNTERS };
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, NR_COUNTERS);
 	__type(key, u32);
 	__type(value, u64);
-} lost_events SEC(".maps");
+} counters SEC(".maps");
+
+static __always_inline void count(u32 which)
+{
+	u64 *v = bpf_map_lookup_elem(&counters, &which);
+	if (v)
+		*v += 1;
+}
 
 /* Set to 1 by userspace to stop every program at once (fast Ctrl-C). */
 volatile u32 ipft_disabled;
@@ -276,12 +289,10 @@ static __always_inline void handle(struct sk_buff *skb, u64 desc, u64 reason)
 	if (parse_skb(skb, &t) < 0 || !flow_match(&t))
 		return;
 
+	count(COUNT_MATCHED);
 	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
-		u32 zero = 0;
-		u64 *lost = bpf_map_lookup_elem(&lost_events, &zero);
-		if (lost)
-			*lost += 1;
+		count(COUNT_LOST);
 		return;
 	}
 	e->ts = bpf_ktime_get_ns();

@@ -40,8 +40,8 @@ type IpftraceEvent struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	IpftraceMapCounters         = "counters"
 	IpftraceMapEvents           = "events"
-	IpftraceMapLostEvents       = "lost_events"
 	IpftraceProgFentrySkb1      = "fentry_skb1"
 	IpftraceProgFentrySkb10     = "fentry_skb10"
 	IpftraceProgFentrySkb11     = "fentry_skb11"
@@ -170,8 +170,8 @@ type IpftraceProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type IpftraceMapSpecs struct {
-	Events     *ebpf.MapSpec `ebpf:"events"`
-	LostEvents *ebpf.MapSpec `ebpf:"lost_events"`
+	Counters *ebpf.MapSpec `ebpf:"counters"`
+	Events   *ebpf.MapSpec `ebpf:"events"`
 }
 
 // IpftraceVariableSpecs contains global variables before they are loaded into the kernel.
@@ -216,14 +216,14 @@ func (o *IpftraceObjects) Close() error {
 //
 // It can be passed to LoadIpftraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type IpftraceMaps struct {
-	Events     *ebpf.Map `ebpf:"events"`
-	LostEvents *ebpf.Map `ebpf:"lost_events"`
+	Counters *ebpf.Map `ebpf:"counters"`
+	Events   *ebpf.Map `ebpf:"events"`
 }
 
 func (m *IpftraceMaps) Close() error {
 	return _IpftraceClose(
+		m.Counters,
 		m.Events,
-		m.LostEvents,
 	)
 }
 

@@ -8,53 +8,81 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-// lostCounter reports events the BPF programs could not reserve ring buffer
-// space for, summed over the per-CPU counters: every few seconds while
-// events are being lost, and once at exit.
-type lostCounter struct {
+// Indexes of the per-CPU counters in the BPF "counters" map.
+const (
+	countMatched uint32 = iota // events that passed the filter
+	countLost                  // events the ring buffer had no room for
+)
+
+// accounting tracks where every event that passed the filter went:
+// received by us, or lost in the kernel. It reports losses every few
+// seconds while they happen, and a summary at exit.
+type accounting struct {
 	m         *ebpf.Map
 	w         io.Writer
-	reported  uint64
+	received  uint64 // records read from the ring buffer
+	malformed uint64 // records the decoder rejected (counted in received)
+	reported  uint64 // lost count at the last report
 	lastPrint time.Time
-	malformed uint64 // records the decoder rejected
 }
 
-func newLostCounter(m *ebpf.Map, w io.Writer) *lostCounter {
-	return &lostCounter{m: m, w: w}
+func newAccounting(m *ebpf.Map, w io.Writer) *accounting {
+	return &accounting{m: m, w: w}
 }
 
-// read returns the total number of lost events.
-func (l *lostCounter) read() uint64 {
+// read sums one per-CPU counter.
+func (a *accounting) read(which uint32) (uint64, error) {
 	var per []uint64
-	if err := l.m.Lookup(uint32(0), &per); err != nil {
-		return l.reported
+	if err := a.m.Lookup(which, &per); err != nil {
+		return 0, fmt.Errorf("read event counters: %w", err)
 	}
 	var sum uint64
 	for _, v := range per {
 		sum += v
 	}
-	return sum
+	return sum, nil
 }
 
-// poll prints the count if it grew and the last report is 2 s old.
-func (l *lostCounter) poll() {
-	if time.Since(l.lastPrint) < 2*time.Second {
+// poll prints the lost count if it grew and the last report is 2 s old.
+func (a *accounting) poll() {
+	if time.Since(a.lastPrint) < 2*time.Second {
 		return
 	}
-	if n := l.read(); n > l.reported {
-		fmt.Fprintf(l.w, "ipftrace: lost %d events so far (ring buffer full)\n", n)
-		l.reported = n
-		l.lastPrint = time.Now()
+	n, err := a.read(countLost)
+	if err == nil && n > a.reported {
+		fmt.Fprintf(a.w, "ipftrace: lost %d events so far (ring buffer full)\n", n)
+		a.reported = n
+		a.lastPrint = time.Now()
 	}
 }
 
-// final prints the total at exit. It is silent only when nothing was lost.
-func (l *lostCounter) final() {
-	n := l.read()
-	if n > 0 {
-		fmt.Fprintf(l.w, "ipftrace: lost %d events (ring buffer full)\n", n)
+// final prints the exit summary: events received and lost, and any gap
+// between those and what the programs matched. Call it after the ring
+// buffer was drained with the programs disabled.
+func (a *accounting) final(journeys int) {
+	lost, err1 := a.read(countLost)
+	matched, err2 := a.read(countMatched)
+	if err1 != nil || err2 != nil {
+		fmt.Fprintf(a.w, "ipftrace: %d journeys, %d events; event counters unreadable: %v\n", journeys, a.received, firstErr(err1, err2))
+		return
 	}
-	if l.malformed > 0 {
-		fmt.Fprintf(l.w, "ipftrace: dropped %d malformed events\n", l.malformed)
+	fmt.Fprintf(a.w, "ipftrace: %d journeys, %d events received, lost %d events\n", journeys, a.received, lost)
+	if a.malformed > 0 {
+		fmt.Fprintf(a.w, "ipftrace: %d malformed events dropped\n", a.malformed)
 	}
+	// Programs still running on another CPU when the disable flag was set
+	// can finish an event after the drain; that is the only expected gap.
+	if got := a.received + lost; got != matched {
+		fmt.Fprintf(a.w, "ipftrace: %d events matched in the kernel, %d received + %d lost: %d unaccounted for\n",
+			matched, a.received, lost, int64(matched)-int64(got))
+	}
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -155,7 +155,7 @@ func (t *tracer) loop(ctx context.Context, rd *ringbuf.Reader, asm *journey.Asse
 		journeys++
 		asm.Recycle(j)
 	}
-	lost := newLostCounter(t.objs.maps["lost_events"], t.cfg.Stderr)
+	acct := newAccounting(t.objs.maps["counters"], t.cfg.Stderr)
 
 	var rec ringbuf.Record
 	var ev journey.Event
@@ -185,15 +185,16 @@ func (t *tracer) loop(ctx context.Context, rd *ringbuf.Reader, asm *journey.Asse
 		err := rd.ReadInto(&rec)
 		switch {
 		case err == nil:
+			acct.received++
 			if derr := decodeEvent(rec.RawSample, &ev); derr != nil {
-				lost.malformed++
+				acct.malformed++
 				continue
 			}
 			asm.Add(ev, emit)
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			if stopping {
 				asm.Flush(emit)
-				lost.final()
+				acct.final(journeys)
 				return writeErr
 			}
 		default:
@@ -202,7 +203,7 @@ func (t *tracer) loop(ctx context.Context, rd *ringbuf.Reader, asm *journey.Asse
 		if now := time.Now(); !now.Before(nextTick) {
 			nextTick = now.Add(poll)
 			asm.Tick(ktimeNow(), emit)
-			lost.poll()
+			acct.poll()
 		}
 	}
 }
