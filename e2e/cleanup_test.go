@@ -26,8 +26,9 @@ func TestCleanup(t *testing.T) {
 				t.Fatalf("read ipftrace's file descriptors: %v", err)
 			}
 			n, _, _ := tr.attached()
-			if len(ours.links) == 0 || len(ours.progs) == 0 {
-				t.Fatalf("ipftrace (attached %d) holds no BPF links or programs: %v", n, ours)
+			// Links normally; perf-event based kprobes may hold no link.
+			if ours.empty() {
+				t.Fatalf("ipftrace (attached %d) holds no BPF links or programs", n)
 			}
 			during := systemBPF(t)
 			if missing := ours.minus(during); !missing.empty() {
