@@ -53,8 +53,36 @@ vmtest: build bin/e2e.test bin/vm
 # Everything: stale-object check, unit tests, host e2e, VM matrix.
 test: deps check-generate unit e2e vmtest
 
+# Benchmarks (issue 6): userspace microbenchmarks, then the host (tracepoint
+# backend), then one VM boot per kernel running every function backend with
+# its own base and floor. Quick run: make bench BENCH_REPS=1 BENCH_COUNT=2000.
+# Results are appended to $(BENCH_OUT) (not committed).
+BENCH_REPS       ?= 3
+BENCH_COUNT      ?= 20000
+BENCH_OUT        ?= bench-results.txt
+BENCH_HOST       ?= tracepoint
+BENCH_VM         ?= 6.12:fentry,kprobe-multi,kprobe 6.1:fentry,kprobe
+BENCH_VM_TIMEOUT ?= 6h
+BENCH_BENCHTIME  ?= 300ms
+BENCH_FLAGS      ?= -floor
 bench: build
-	@echo "bench: not implemented yet (see issue: benchmarks)"; exit 1
+	$(GO) build -o bin/vm ./test/vm
+	$(GO) build -trimpath -o bin/bench ./bench
+	./bin/bench -micro -go $(GO) -benchtime $(BENCH_BENCHTIME) -out $(BENCH_OUT)
+	@if [ -n "$(BENCH_HOST)" ]; then \
+		echo "=== bench host $$(uname -r): $(BENCH_HOST)"; \
+		./bin/bench -backend $(BENCH_HOST) -reps $(BENCH_REPS) -count $(BENCH_COUNT) $(BENCH_FLAGS) -label host -out $(BENCH_OUT) || exit 1; \
+	fi
+	@set -e; mkdir -p bin/bench-vm; for kb in $(BENCH_VM); do \
+		k=$${kb%%:*}; b=$${kb##*:}; \
+		echo "=== bench vm kernel $$k: $$b"; \
+		rm -f bin/bench-vm/$$k.txt; \
+		./bin/vm -kernel $$k -timeout $(BENCH_VM_TIMEOUT) -rw $(CURDIR)/bin/bench-vm -- \
+			./bin/bench -backend $$b -reps $(BENCH_REPS) -count $(BENCH_COUNT) $(BENCH_FLAGS) -label vm-$$k -out $(CURDIR)/bin/bench-vm/$$k.txt \
+			|| { echo "=== bench vm kernel $$k: FAILED"; cat bin/bench-vm/$$k.txt >> $(BENCH_OUT) 2>/dev/null; exit 1; }; \
+		cat bin/bench-vm/$$k.txt >> $(BENCH_OUT); \
+	done
+	@echo "=== bench: results appended to $(BENCH_OUT)"
 
 # Debian packages the build, the tests and the VM matrix need.
 deps:

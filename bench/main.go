@@ -1,0 +1,216 @@
+// Command bench runs the benchmark of issue 6: two network namespaces joined
+// by a veth pair, `ping -f -q -c COUNT` from a to b, with no tracer (base),
+// with ipftrace filtering for a flow that does not exist (nomatch), with
+// ipftrace matching every request (match), with an empty BPF program
+// attached to the same functions (floor, -floor), and again with no tracer
+// (base-after). It measures attach and detach time, the time until every
+// link is gone, idle CPU, peak RSS and event accounting, and prints one
+// table per kernel and backend, appended to -out.
+//
+//	go run ./bench [-backend B[,B...]] [-reps 3] [-count 20000] [-floor] [-out FILE]
+//	go run ./bench -micro            # userspace microbenchmarks (go test -bench)
+//
+// Run as root. `make bench` runs it on the host (tracepoint) and in the
+// 6.12 and 6.1 VMs (every function backend, one boot per kernel).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/cilium/ebpf/rlimit"
+)
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
+}
+
+type bench struct {
+	ctx      context.Context
+	ipftrace string
+	count    int
+	reps     int
+	floor    bool
+	net      *netPair
+	tmp      string
+	keep     bool
+	verbose  bool
+
+	idleFor       time.Duration
+	attachTimeout time.Duration
+	pingTimeout   time.Duration
+	goneTimeout   time.Duration
+
+	mu    sync.Mutex
+	child *os.Process
+	notes []string
+}
+
+func (b *bench) notef(format string, args ...any) {
+	s := fmt.Sprintf(format, args...)
+	logf("%s", s)
+	b.mu.Lock()
+	b.notes = append(b.notes, s)
+	b.mu.Unlock()
+}
+
+func (b *bench) setChild(p *os.Process) {
+	b.mu.Lock()
+	b.child = p
+	b.mu.Unlock()
+}
+
+func main() { os.Exit(run()) }
+
+func run() int {
+	var (
+		backends = flag.String("backend", "auto", "ipftrace backend(s), comma-separated: auto, fentry, kprobe-multi, kprobe, tracepoint; base is measured with each")
+		reps     = flag.Int("reps", 3, "repetitions of every case")
+		count    = flag.Int("count", 20000, "ping -c COUNT")
+		floor    = flag.Bool("floor", false, "also measure the floor: an empty BPF program attached with the same mechanism to the same functions")
+		out      = flag.String("out", "bench-results.txt", "append the tables to this file (\"\" for none)")
+		ipft     = flag.String("ipftrace", "bin/ipftrace", "the ipftrace binary")
+		idle     = flag.Duration("idle", 5*time.Second, "idle CPU is measured over this long, with no traffic")
+		goneTO   = flag.Duration("gone-timeout", 30*time.Minute, "how long to wait for ipftrace to exit and for its links to be gone")
+		attachTO = flag.Duration("attach-timeout", 20*time.Minute, "how long to wait for the ready file")
+		pingTO   = flag.Duration("ping-timeout", 30*time.Minute, "how long to wait for ping")
+		keep     = flag.Bool("keep", false, "keep the JSON outputs (printed path)")
+		micro    = flag.Bool("micro", false, "run the userspace microbenchmarks (go test -bench) instead")
+		benchT   = flag.String("benchtime", "300ms", "-micro: go test -benchtime")
+		gocmd    = flag.String("go", "go", "-micro: the go command")
+		label    = flag.String("label", "", "label for the table titles (default: host or vm, from the environment)")
+		verbose  = flag.Bool("v", false, "print ipftrace's stderr of every run")
+	)
+	flag.Parse()
+
+	if *micro {
+		return runMicro(*gocmd, *benchT, *out)
+	}
+	if os.Geteuid() != 0 {
+		logf("needs root (network namespaces, BPF)")
+		return 1
+	}
+	if _, err := os.Stat(*ipft); err != nil {
+		logf("%v (run make build, or pass -ipftrace)", err)
+		return 1
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		logf("remove memlock: %v", err)
+		return 1
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b := &bench{
+		ctx: ctx, ipftrace: *ipft, count: *count, reps: *reps, floor: *floor, keep: *keep, verbose: *verbose,
+		idleFor: *idle, attachTimeout: *attachTO, pingTimeout: *pingTO, goneTimeout: *goneTO,
+	}
+	sigc := make(chan os.Signal, 1)
+	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		s := <-sigc
+		logf("got %v: stopping", s)
+		b.mu.Lock()
+		if b.child != nil {
+			b.child.Signal(syscall.SIGINT)
+		}
+		b.mu.Unlock()
+		cancel()
+	}()
+
+	var err error
+	b.tmp, err = os.MkdirTemp("", "ipftrace-bench-")
+	if err != nil {
+		logf("%v", err)
+		return 1
+	}
+	if !b.keep {
+		defer os.RemoveAll(b.tmp)
+	}
+	b.net, err = setupNetPair()
+	if err != nil {
+		logf("setup: %v", err)
+		return 1
+	}
+	defer b.net.cleanup()
+
+	var outw io.Writer = io.Discard
+	if *out != "" {
+		f, err := os.OpenFile(*out, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		if err != nil {
+			logf("%v", err)
+			return 1
+		}
+		defer f.Close()
+		outw = f
+	}
+
+	env := describeEnv(*ipft, *label)
+	var all []target
+	if b.floor {
+		all, err = listTargets(*ipft)
+		if err != nil {
+			logf("floor: %v", err)
+			return 1
+		}
+	}
+	rc := 0
+	for _, backend := range strings.Split(*backends, ",") {
+		backend = strings.TrimSpace(backend)
+		if backend == "" {
+			continue
+		}
+		res, err := b.runBackend(backend, all)
+		if res != nil {
+			var sb strings.Builder
+			res.print(&sb, env, b)
+			fmt.Print(sb.String())
+			io.WriteString(outw, sb.String())
+		}
+		if err != nil {
+			logf("backend %s: %v", backend, err)
+			rc = 1
+			if ctx.Err() != nil {
+				return 130
+			}
+		}
+	}
+	return rc
+}
+
+// envInfo describes where the benchmark ran.
+type envInfo struct {
+	label, kernel, version string
+	cpus                   int
+}
+
+func describeEnv(ipft, label string) envInfo {
+	var u syscallUtsname
+	e := envInfo{kernel: u.release(), cpus: numCPU()}
+	if v, err := exec.Command(ipft, "--version").Output(); err == nil {
+		e.version = strings.TrimSpace(string(v))
+	}
+	e.label = label
+	if e.label == "" {
+		e.label = "host"
+		if os.Getenv("IPFTRACE_VM") != "" || isVMGuest() {
+			e.label = "vm"
+		}
+	}
+	return e
+}
+
+// isVMGuest guesses whether we run in the qemu VM of test/vm (its init
+// passes the command on the kernel command line's environment).
+func isVMGuest() bool {
+	b, err := os.ReadFile("/sys/class/dmi/id/sys_vendor")
+	return err == nil && strings.Contains(string(b), "QEMU")
+}
