@@ -4,7 +4,6 @@
 package btfscan
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"unsafe"
 
 	"github.com/cilium/ebpf/btf"
 )
@@ -62,13 +62,27 @@ type Options struct {
 	IgnoreTraceFS bool
 }
 
-// Scan loads BTF and returns every skb function and skb tracepoint in it.
+// Scan reads BTF and returns every skb function and skb tracepoint in it.
+//
+// It reads the raw BTF directly (see raw.go) rather than through
+// btf.LoadSpec, which would inflate every kernel type into Go objects: that
+// takes a quarter of a second natively and seconds under emulation.
+// Result.BTF loads the btf.Spec when something needs it.
 func Scan(opts Options) (*Result, error) {
 	path := opts.BTFPath
 	if path == "" {
 		path = DefaultBTFPath
 	}
-	base, err := loadSpec(path, nil)
+
+	// The kernel takes long to generate available_filter_functions (most of
+	// the scan under emulation): read the lists while the BTF is walked.
+	var lists chan traceLists
+	if !opts.IgnoreTraceFS {
+		lists = make(chan traceLists, 1)
+		go func() { lists <- readTraceLists(opts) }()
+	}
+
+	base, err := loadRaw(path, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -78,51 +92,117 @@ func Scan(opts Options) (*Result, error) {
 		maxArgs = detectFentryMaxArgs()
 	}
 
-	res := &Result{Spec: base, FentryMaxArgs: maxArgs}
-
-	var traceable, blacklist map[string]bool
-	if !opts.IgnoreTraceFS {
-		var known bool
-		traceable, known, err = readNameList(opts.FilterFunctions, defaultFilterFunctions, parseFilterFunctions)
-		if err != nil {
-			return nil, err
-		}
-		res.FilterListKnown = known
-		blacklist, known, err = readNameList(opts.KprobeBlacklist, defaultKprobeBlacklist, parseKprobeBlacklist)
-		if err != nil {
-			return nil, err
-		}
-		res.BlacklistKnown = known
-	}
+	res := &Result{FentryMaxArgs: maxArgs, spec: &lazySpec{path: path}}
 
 	s := scanner{
-		maxArgs:   maxArgs,
-		traceable: traceable,
-		blacklist: blacklist,
-		funcs:     make(map[string]Func),
-		tps:       make(map[string]Tracepoint),
+		funcs: make(map[string]funcCands, 4096),
+		tps:   make(map[string]Tracepoint, 64),
 	}
-	if err := s.walk(base, "", path); err != nil {
-		return nil, err
-	}
+	s.walk(base, "")
+	res.drop = dropReasonsRaw(base, s.dropEnums)
 
+	var modErr error
 	if opts.Kmods {
 		dir := opts.ModulesDir
 		if dir == "" && path == DefaultBTFPath {
 			dir = DefaultModulesDir
 		}
 		if dir != "" {
-			mods, err := s.walkModules(dir, base)
-			if err != nil {
-				return nil, err
-			}
-			res.Modules = mods
+			res.Modules, modErr = s.walkModules(dir, base)
 		}
 	}
 
-	res.Funcs = sortedValues(s.funcs, func(f Func) string { return f.Name })
+	var l traceLists
+	if lists != nil {
+		l = <-lists
+		if l.err != nil {
+			return nil, l.err // reported before module errors, as it always was
+		}
+	}
+	if modErr != nil {
+		return nil, modErr
+	}
+	res.FilterListKnown, res.BlacklistKnown = l.traceableKnown, l.blacklist != nil
+
+	res.Funcs = s.resolve(maxArgs, l)
 	res.Tracepoints = sortedValues(s.tps, func(t Tracepoint) string { return t.Name })
 	return res, nil
+}
+
+// traceLists are the tracefs and debugfs lists a scan applies.
+type traceLists struct {
+	traceable      string          // available_filter_functions, when traceableKnown
+	traceableKnown bool            // the list was readable: functions not in it are dropped
+	blacklist      map[string]bool // nil: unknown, nothing is blacklisted
+	err            error
+}
+
+func readTraceLists(opts Options) (l traceLists) {
+	l.traceable, l.traceableKnown, l.err = readNameList(opts.FilterFunctions, defaultFilterFunctions)
+	if l.err != nil {
+		return l
+	}
+	list, known, err := readNameList(opts.KprobeBlacklist, defaultKprobeBlacklist)
+	if err != nil {
+		l.err = err
+		return l
+	}
+	if known {
+		l.blacklist = make(map[string]bool)
+		forEachName(list, parseKprobeBlacklist, func(name string) { l.blacklist[name] = true })
+	}
+	return l
+}
+
+// resolve picks, for each function name, the first candidate (vmlinux, then
+// modules by name, each in type ID order) that is traceable and has a
+// backend: what checking each function as it was found did, with the lists
+// applied after the walk so that they can be read in parallel with it.
+func (s *scanner) resolve(maxArgs int, l traceLists) []Func {
+	var traceable map[string]bool
+	if l.traceableKnown {
+		// Lookups in the small map of skb functions instead of a map of
+		// every traceable kernel function.
+		traceable = make(map[string]bool, len(s.funcs))
+		forEachName(l.traceable, parseFilterFunctions, func(name string) {
+			if _, ok := s.funcs[name]; ok {
+				traceable[name] = true
+			}
+		})
+	}
+	out := make([]Func, 0, len(s.funcs))
+	for name, cands := range s.funcs {
+		if traceable != nil && !traceable[name] {
+			continue // traceability is by name: no candidate is
+		}
+		for i := -1; i < len(cands.more); i++ {
+			c := cands.first
+			if i >= 0 {
+				c = cands.more[i]
+			}
+			var backends Backends
+			if c.p.Slots <= maxArgs && !c.p.BigStruct {
+				backends |= BackendFentry
+			}
+			if c.p.SkbSlot <= MaxKprobeArgs && !l.blacklist[name] {
+				backends |= BackendKprobeMulti | BackendKprobe
+			}
+			if backends == 0 {
+				continue
+			}
+			out = append(out, Func{
+				Name:     name,
+				SkbPos:   c.p.SkbPos,
+				SkbSlot:  c.p.SkbSlot,
+				NumArgs:  c.numArgs,
+				Module:   c.module,
+				Backends: backends,
+			})
+			break
+		}
+	}
+	slices.SortFunc(out, func(a, b Func) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }
 
 func sortedValues[T any](m map[string]T, name func(T) string) []T {
@@ -134,7 +214,21 @@ func sortedValues[T any](m map[string]T, name func(T) string) []T {
 	return out
 }
 
-// loadSpec reads a base (base == nil) or split BTF file with a clear error.
+// loadRaw reads a base (base == nil) or split BTF file with a clear error.
+func loadRaw(path string, base *rawSpec) (*rawSpec, error) {
+	data, err := readBTF(path)
+	if err != nil {
+		return nil, fmt.Errorf("read BTF %s: %w", path, err)
+	}
+	spec, err := parseRaw(data, base)
+	if err != nil {
+		return nil, fmt.Errorf("read BTF %s: %w", path, err)
+	}
+	return spec, nil
+}
+
+// loadSpec loads a base (base == nil) or split BTF file with the btf package,
+// with a clear error.
 func loadSpec(path string, base *btf.Spec) (*btf.Spec, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -153,21 +247,34 @@ func loadSpec(path string, base *btf.Spec) (*btf.Spec, error) {
 		spec, err = btf.LoadSplitSpec(path, base)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read BTF %s: %w", path, err)
+		return nil, fmt.Errorf("read BTF %s: %s", path, oneLine(err))
 	}
 	return spec, nil
 }
 
 type scanner struct {
-	maxArgs   int
-	traceable map[string]bool // nil: unknown, everything is traceable
-	blacklist map[string]bool // nil: unknown, nothing is blacklisted
-	funcs     map[string]Func
+	funcs     map[string]funcCands // skb functions by name
 	tps       map[string]Tracepoint
+	dropEnums []uint32 // vmlinux ENUM/ENUM64 types named skb_drop_reason
+	params    []uint32 // scratch
+}
+
+// funcCand is a function taking an skb, before the tracefs lists and the
+// backends decide whether it is kept.
+type funcCand struct {
+	p       Params
+	numArgs int
+	module  string
+}
+
+// funcCands are the candidates of one name, in walk order.
+type funcCands struct {
+	first funcCand
+	more  []funcCand // rare: static functions and module functions sharing a name
 }
 
 // walkModules scans every module BTF in dir and returns the module names.
-func (s *scanner) walkModules(dir string, base *btf.Spec) ([]string, error) {
+func (s *scanner) walkModules(dir string, base *rawSpec) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("read module BTF directory %s: %w", dir, cause(err))
@@ -178,7 +285,7 @@ func (s *scanner) walkModules(dir string, base *btf.Spec) ([]string, error) {
 			continue
 		}
 		path := filepath.Join(dir, e.Name())
-		spec, err := loadSpec(path, base)
+		spec, err := loadRaw(path, base)
 		if err != nil {
 			// A module unloaded between ReadDir and open is not an error.
 			if errors.Is(err, fs.ErrNotExist) {
@@ -186,9 +293,7 @@ func (s *scanner) walkModules(dir string, base *btf.Spec) ([]string, error) {
 			}
 			return nil, err
 		}
-		if err := s.walk(spec, e.Name(), path); err != nil {
-			return nil, err
-		}
+		s.walk(spec, e.Name())
 		mods = append(mods, e.Name())
 	}
 	return mods, nil
@@ -196,84 +301,77 @@ func (s *scanner) walkModules(dir string, base *btf.Spec) ([]string, error) {
 
 // walk records the skb functions and tracepoints of one spec. Names already
 // seen win, so vmlinux (walked first) takes precedence over modules.
-func (s *scanner) walk(spec *btf.Spec, module, path string) error {
-	for typ, err := range spec.All() {
-		if err != nil {
-			return fmt.Errorf("read BTF %s: %w", path, err)
-		}
-		switch t := typ.(type) {
-		case *btf.Func:
-			s.addFunc(t, module)
-		case *btf.Typedef:
-			s.addTracepoint(t, module)
+func (s *scanner) walk(sp *rawSpec, module string) {
+	for i, off := range sp.offs {
+		r := sp.types[off:]
+		switch le32(r[4:]) >> 24 & 0x1f {
+		case kFunc:
+			s.addFunc(sp, r, module)
+		case kTypedef:
+			s.addTracepoint(sp, r, module)
+		case kEnum, kEnum64:
+			if module == "" && sp.name(le32(r)) == "skb_drop_reason" {
+				s.dropEnums = append(s.dropEnums, sp.firstID+uint32(i))
+			}
 		}
 	}
-	return nil
 }
 
-func (s *scanner) addFunc(fn *btf.Func, module string) {
-	name := fn.Name
+// addFunc considers the FUNC record r. Backends and traceability are
+// decided by resolve.
+func (s *scanner) addFunc(sp *rawSpec, r []byte, module string) {
+	if !sp.hasSkbParam(le32(r[8:])) {
+		return // most functions: skip the name
+	}
+	name := sp.name(le32(r)) // a view into sp: cloned when kept
 	if excludedName(name) {
 		return
 	}
-	if _, dup := s.funcs[name]; dup {
-		return
-	}
-	proto, ok := fn.Type.(*btf.FuncProto)
+	params, ok := sp.protoParams(le32(r[8:]), s.params[:0])
+	s.params = params
 	if !ok {
 		return
 	}
-	c, ok := ClassifyParams(proto.Params)
+	c, ok := sp.classifyParams(params)
 	if !ok {
 		return
 	}
-	if s.traceable != nil && !s.traceable[name] {
+	cand := funcCand{p: c, numArgs: len(params), module: module}
+	if cands, ok := s.funcs[name]; ok {
+		cands.more = append(cands.more, cand)
+		s.funcs[name] = cands
 		return
 	}
-
-	var backends Backends
-	if c.Slots <= s.maxArgs && !c.BigStruct {
-		backends |= BackendFentry
-	}
-	if c.SkbSlot <= MaxKprobeArgs && !s.blacklist[name] {
-		backends |= BackendKprobeMulti | BackendKprobe
-	}
-	if backends == 0 {
-		return
-	}
-	s.funcs[name] = Func{
-		Name:     name,
-		SkbPos:   c.SkbPos,
-		SkbSlot:  c.SkbSlot,
-		NumArgs:  len(proto.Params),
-		Module:   module,
-		Backends: backends,
-	}
+	s.funcs[strings.Clone(name)] = funcCands{first: cand}
 }
 
 const tracepointPrefix = "btf_trace_"
 
-func (s *scanner) addTracepoint(td *btf.Typedef, module string) {
-	name, ok := strings.CutPrefix(td.Name, tracepointPrefix)
+// addTracepoint considers the TYPEDEF record r: btf_trace_<name> is a
+// pointer to a FUNC_PROTO whose first parameter is void *.
+func (s *scanner) addTracepoint(sp *rawSpec, r []byte, module string) {
+	name, ok := strings.CutPrefix(sp.name(le32(r)), tracepointPrefix)
 	if !ok || name == "" || strings.Contains(name, ".") {
 		return
 	}
 	if _, dup := s.tps[name]; dup {
 		return
 	}
-	ptr, ok := td.Type.(*btf.Pointer)
+	k, proto := sp.kind(le32(r[8:]))
+	if k != kPtr {
+		return
+	}
+	params, ok := sp.protoParams(proto, s.params[:0])
+	s.params = params
+	if !ok || len(params) == 0 || !sp.isVoidPointer(params[0]) {
+		return
+	}
+	args := params[1:]
+	c, ok := sp.classifyParams(args)
 	if !ok {
 		return
 	}
-	proto, ok := ptr.Target.(*btf.FuncProto)
-	if !ok || len(proto.Params) == 0 || !isVoidPointer(proto.Params[0].Type) {
-		return
-	}
-	args := proto.Params[1:]
-	c, ok := ClassifyParams(args)
-	if !ok {
-		return
-	}
+	name = strings.Clone(name)
 	s.tps[name] = Tracepoint{Name: name, SkbPos: c.SkbPos, NumArgs: len(args), Module: module}
 }
 
@@ -333,72 +431,59 @@ func IsSkbPointer(typ btf.Type) bool {
 	return ok && st.Name == "sk_buff"
 }
 
-func isVoidPointer(typ btf.Type) bool {
-	ptr, ok := btf.UnderlyingType(typ).(*btf.Pointer)
-	if !ok {
-		return false
-	}
-	_, ok = btf.UnderlyingType(ptr.Target).(*btf.Void)
-	return ok
-}
-
 // readNameList reads the first readable file (path, or the defaults when
-// path is empty). known is false when none is readable; an explicit path that
-// cannot be read is an error.
-func readNameList(path string, defaults []string, parse func(string) string) (names map[string]bool, known bool, err error) {
+// path is empty) whole. known is false when none is readable; an explicit
+// path that cannot be read is an error.
+func readNameList(path string, defaults []string) (list string, known bool, err error) {
 	candidates := defaults
 	if path != "" {
 		candidates = []string{path}
 	}
 	for _, p := range candidates {
-		f, err := os.Open(p)
+		b, err := os.ReadFile(p)
 		if err != nil {
 			if path != "" {
-				return nil, false, fmt.Errorf("read function list %s: %w", p, cause(err))
+				return "", false, fmt.Errorf("read function list %s: %w", p, cause(err))
 			}
 			continue
 		}
-		names := make(map[string]bool)
-		sc := bufio.NewScanner(f)
-		sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
-		for sc.Scan() {
-			if n := parse(sc.Text()); n != "" {
-				names[n] = true
-			}
-		}
-		err = sc.Err()
-		f.Close()
-		if err != nil {
-			if path != "" {
-				return nil, false, fmt.Errorf("read function list %s: %w", p, err)
-			}
-			continue
-		}
-		return names, true, nil
+		return unsafe.String(unsafe.SliceData(b), len(b)), true, nil
 	}
-	return nil, false, nil
+	return "", false, nil
+}
+
+// forEachName calls fn with the name parse finds on each line of list.
+func forEachName(list string, parse func(string) string, fn func(string)) {
+	for line := range strings.Lines(list) {
+		if n := parse(line); n != "" {
+			fn(n)
+		}
+	}
 }
 
 // parseFilterFunctions takes "name" or "name [module]".
 func parseFilterFunctions(line string) string {
-	fields := strings.Fields(line)
-	if len(fields) == 0 || strings.HasPrefix(fields[0], "#") {
-		return ""
+	for f := range strings.FieldsSeq(line) {
+		if strings.HasPrefix(f, "#") {
+			return ""
+		}
+		return f
 	}
-	return fields[0]
+	return ""
 }
 
 // parseKprobeBlacklist takes "0xstart-0xend\tname".
 func parseKprobeBlacklist(line string) string {
-	fields := strings.Fields(line)
-	switch len(fields) {
-	case 0:
-		return ""
-	case 1:
-		return fields[0]
-	default:
-		return fields[1]
+	var first string
+	i := 0
+	for f := range strings.FieldsSeq(line) {
+		if i == 1 {
+			return f
+		}
+		first = f
+		i++
 	}
+	return first
 }
 
 // cause strips the *fs.PathError wrapper, whose path the caller already names.

@@ -1,6 +1,7 @@
 package btfscan
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -118,8 +119,12 @@ func TestScanHostShape(t *testing.T) {
 // in vmlinux BTF is found.
 func TestScanHostConstSkb(t *testing.T) {
 	res := scanHost(t)
+	spec, err := res.BTF()
+	if err != nil {
+		t.Fatal(err)
+	}
 	var found string
-	for typ := range res.Spec.All() {
+	for typ := range spec.All() {
 		fn, ok := typ.(*btf.Func)
 		if !ok || excludedName(fn.Name) {
 			continue
@@ -165,18 +170,37 @@ func TestScanHostSpeed(t *testing.T) {
 
 func TestDropReasons(t *testing.T) {
 	res := scanHost(t)
-	m, err := DropReasons(res.Spec)
+	spec, err := res.BTF()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := res.BTF(); again != spec {
+		t.Error("BTF loaded twice")
+	}
+	m, err := DropReasons(spec)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(m) > 0 && m[2] != "NOT_SPECIFIED" {
 		t.Errorf("reason 2 = %q, want NOT_SPECIFIED", m[2])
 	}
+	raw, err := res.DropReasons()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(raw, m) {
+		t.Errorf("Result.DropReasons (%d reasons) differs from DropReasons(spec) (%d reasons)", len(raw), len(m))
+	}
+	t.Logf("%d drop reasons", len(m))
 }
 
 // synthetic builds a small BTF file exercising the classification rules.
 func synthetic(t *testing.T) string {
 	t.Helper()
+	return writeBTF(t, syntheticTypes(), nil)
+}
+
+func syntheticTypes() []btf.Type {
 	u64 := &btf.Int{Name: "u64", Size: 8}
 	i32 := &btf.Int{Name: "int", Size: 4, Encoding: btf.Signed}
 	skb := &btf.Struct{Name: "sk_buff", Size: 232}
@@ -239,19 +263,7 @@ func synthetic(t *testing.T) string {
 		tp("", voidp, skbp),
 		&btf.Typedef{Name: "btf_trace_not_ptr", Type: i32},
 	}
-	b, err := btf.NewBuilder(types, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := b.Marshal(nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "vmlinux")
-	if err := os.WriteFile(path, raw, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return types
 }
 
 func TestScanSynthetic(t *testing.T) {
@@ -367,6 +379,12 @@ func TestScanErrors(t *testing.T) {
 	empty := filepath.Join(dir, "empty")
 	os.WriteFile(empty, nil, 0o644)
 
+	full, _ := os.ReadFile(synthetic(t))
+	truncated := filepath.Join(dir, "truncated")
+	os.WriteFile(truncated, full[:len(full)/2], 0o644)
+	badVersion := filepath.Join(dir, "version")
+	os.WriteFile(badVersion, append([]byte("\x9f\xeb\x07\x00"), full[4:]...), 0o644)
+
 	moddir := t.TempDir()
 	os.WriteFile(filepath.Join(moddir, "badmod"), []byte("\x9f\xeb\x01\x00garbage"), 0o644)
 
@@ -379,6 +397,9 @@ func TestScanErrors(t *testing.T) {
 		{"directory", Options{BTFPath: dir}, "is a directory"},
 		{"garbage", Options{BTFPath: garbage}, "read BTF " + garbage + ": not a BTF file (bad magic)"},
 		{"empty", Options{BTFPath: empty}, "read BTF " + empty + ": empty file, not BTF"},
+		{"truncated", Options{BTFPath: truncated}, "read BTF " + truncated + ": type section (offset 0, length"},
+		{"short", Options{BTFPath: filepath.Join(moddir, "badmod")}, "truncated header"},
+		{"version", Options{BTFPath: badVersion}, "unsupported BTF version 7"},
 		{"bad module", Options{BTFPath: synthetic(t), Kmods: true, ModulesDir: moddir, IgnoreTraceFS: true}, "read BTF " + filepath.Join(moddir, "badmod")},
 		{"missing module dir", Options{BTFPath: synthetic(t), Kmods: true, ModulesDir: filepath.Join(dir, "x"), IgnoreTraceFS: true}, "module BTF directory"},
 	} {

@@ -118,9 +118,12 @@ func (b *splitBuilder) write(t *testing.T, path string) {
 	}
 }
 
-func TestScanModules(t *testing.T) {
-	base := synthetic(t)
-	dir := t.TempDir()
+// moduleFixture writes the synthetic vmlinux and a module directory with two
+// modules of split BTF on top of it.
+func moduleFixture(t *testing.T) (base, dir string) {
+	t.Helper()
+	base = synthetic(t)
+	dir = t.TempDir()
 	os.WriteFile(filepath.Join(dir, "vmlinux"), []byte("ignored: the base is read from BTFPath"), 0o644)
 
 	m := newSplitBuilder(t, base)
@@ -135,7 +138,11 @@ func TestScanModules(t *testing.T) {
 	m.fn("mod_rcv", skb) // also in mod_a: the first module (by name) wins
 	m.fn("other_xmit", m.skbPtrID, m.skbPtrID)
 	m.write(t, filepath.Join(dir, "mod_b"))
+	return base, dir
+}
 
+func TestScanModules(t *testing.T) {
+	base, dir := moduleFixture(t)
 	res, err := Scan(Options{BTFPath: base, Kmods: true, ModulesDir: dir, FentryMaxArgs: 12, IgnoreTraceFS: true})
 	if err != nil {
 		t.Fatal(err)

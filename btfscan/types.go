@@ -1,7 +1,9 @@
 package btfscan
 
 import (
+	"errors"
 	"strings"
+	"sync"
 
 	"github.com/cilium/ebpf/btf"
 )
@@ -66,11 +68,34 @@ type Tracepoint struct {
 type Result struct {
 	Funcs           []Func       // skb functions, sorted by name
 	Tracepoints     []Tracepoint // skb tracepoints, sorted by name
-	Spec            *btf.Spec    // the vmlinux BTF the scan read
 	Modules         []string     // modules whose BTF was scanned
 	FentryMaxArgs   int          // argument slots a trampoline supports on this kernel
 	FilterListKnown bool         // available_filter_functions was readable and applied
 	BlacklistKnown  bool         // the kprobe blacklist was readable and applied
+
+	spec *lazySpec   // the vmlinux BTF, loaded on first use by BTF
+	drop dropReasons // enum skb_drop_reason of vmlinux
+}
+
+// lazySpec loads a btf.Spec on first use.
+type lazySpec struct {
+	path string
+	once sync.Once
+	spec *btf.Spec
+	err  error
+}
+
+// BTF returns the vmlinux BTF the scan read, as a btf.Spec. The scan itself
+// does not need one; BTF loads it on the first call (which takes a quarter
+// of a second natively, seconds under emulation) and returns the same Spec
+// afterwards. It is safe for concurrent use.
+func (r *Result) BTF() (*btf.Spec, error) {
+	if r.spec == nil {
+		return nil, errors.New("read BTF: scan result has no BTF source")
+	}
+	l := r.spec
+	l.once.Do(func() { l.spec, l.err = loadSpec(l.path, nil) })
+	return l.spec, l.err
 }
 
 // Func returns the scanned function called name.
