@@ -16,7 +16,7 @@ import (
 // rest to a detacher process, so that Ctrl-C returns within a second even
 // when the kernel needs minutes: each fentry link waits for an RCU-tasks
 // grace period when it is closed, one after the other.
-const detachBudget = 400 * time.Millisecond
+const detachBudget = 200 * time.Millisecond
 
 // detacherEnv names the environment variable that turns the ipftrace binary
 // into a detacher: it closes the link file descriptors it inherited, which

@@ -2,6 +2,8 @@ package tracer
 
 import (
 	"os"
+	"syscall"
+	"time"
 	"testing"
 
 	"github.com/cilium/ebpf/btf"
@@ -21,12 +23,18 @@ func BenchmarkLoadClone(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer o.Close()
-	b.ResetTimer()
+	var before, after syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &before)
+	n := 0
 	for i := 0; b.Loop(); i++ {
+		n++
 		p, err := o.loadProgram("tp_skb1", "net_dev_queue", descriptor(uint32(i), 0), true)
 		if err != nil {
 			b.Fatal(err)
 		}
 		p.Close()
 	}
+	syscall.Getrusage(syscall.RUSAGE_SELF, &after)
+	cpu := time.Duration(after.Utime.Nano()+after.Stime.Nano()-before.Utime.Nano()-before.Stime.Nano())
+	b.ReportMetric(float64(cpu.Microseconds())/float64(n), "cpu-us/op")
 }

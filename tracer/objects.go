@@ -41,6 +41,13 @@ func newObjects(f filter.Filter, cache *btf.Cache) (*objects, error) {
 	if err := setFilter(spec, f); err != nil {
 		return nil, err
 	}
+	// Drop BTF line info: every clone would otherwise carry the source
+	// lines into its own BTF blob for the kernel to parse and check.
+	for _, ps := range spec.Programs {
+		for i := range ps.Instructions {
+			ps.Instructions[i] = ps.Instructions[i].WithSource(nil)
+		}
+	}
 	mapsOnly := &ebpf.CollectionSpec{
 		Maps:      spec.Maps,
 		Variables: spec.Variables,
