@@ -7,7 +7,6 @@ import (
 	_ "embed"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -95,6 +94,10 @@ func FetchKernel(cacheDir, pkg string, logf func(string, ...any)) (*Kernel, erro
 		return k, nil
 	}
 
+	if err := need(map[string]string{"apt-get": "apt", "dpkg-deb": "dpkg", "tar": "tar", "depmod": "kmod",
+		"modprobe": "kmod", "xz": "xz-utils", "zstd": "zstd"}); err != nil {
+		return nil, err
+	}
 	start := time.Now()
 	os.RemoveAll(dir)
 	tmp := dir + ".tmp"
@@ -108,7 +111,7 @@ func FetchKernel(cacheDir, pkg string, logf func(string, ...any)) (*Kernel, erro
 	cmd := exec.Command("apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", pkg)
 	cmd.Dir = tmp
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("apt-get download %s: %v\n%s(is the package name right? try: apt-cache search linux-image-6.12 | grep -- '-amd64')", pkg, err, out)
+		return nil, fmt.Errorf("apt-get download %s: %v\n%s(no package lists? run apt-get update; wrong name? apt-cache search linux-image-6.12 | grep -- '-amd64')", pkg, err, out)
 	}
 	debs, _ := filepath.Glob(filepath.Join(tmp, "*.deb"))
 	if len(debs) != 1 {
@@ -217,6 +220,21 @@ func loadKernel(dir, pkg string) (*Kernel, error) {
 	return k, nil
 }
 
+// need checks that the tools (tool -> Debian package) are installed.
+func need(tools map[string]string) error {
+	var missing []string
+	for t, pkg := range tools {
+		if _, err := exec.LookPath(t); err != nil {
+			missing = append(missing, pkg)
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return fmt.Errorf("missing tools; apt-get install %s", strings.Join(missing, " "))
+	}
+	return nil
+}
+
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
@@ -276,6 +294,9 @@ func Initramfs(k *Kernel, busybox string, logf func(string, ...any)) (string, er
 	bb, err := os.ReadFile(busybox)
 	if err != nil {
 		return "", fmt.Errorf("busybox (apt-get install busybox-static): %w", err)
+	}
+	if err := need(map[string]string{"modprobe": "kmod", "xz": "xz-utils", "zstd": "zstd"}); err != nil {
+		return "", err
 	}
 	mods, err := moduleClosure(k)
 	if err != nil {
@@ -386,5 +407,3 @@ func readModule(path string) ([]byte, error) {
 	}
 	return out.Bytes(), nil
 }
-
-var _ = io.EOF
