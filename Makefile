@@ -7,11 +7,15 @@ VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X github.com/ipftrace/ipftrace/cli.Version=$(VERSION)
 export CGO_ENABLED := 0
 
-# The VM matrix: kernel:backend pairs. The host kernel covers tracepoint.
-VM_MATRIX ?= 6.1:fentry 6.1:kprobe 6.12:fentry 6.12:kprobe-multi 6.12:kprobe
-VM_TIMEOUT ?= 20m
+# The VM matrix: each kernel boots once per backend. The host kernel covers
+# tracepoint. `make vmtest` runs the kernels in parallel: each VM is one
+# single-threaded TCG process, so two of them keep two host cores busy.
+VM_KERNELS        ?= 6.1 6.12
+VM_BACKENDS_6.1   ?= fentry kprobe
+VM_BACKENDS_6.12  ?= fentry kprobe-multi kprobe
+VM_TIMEOUT        ?= 25m
 
-.PHONY: all build generate check-generate unit e2e vmtest test bench deps clean
+.PHONY: all build generate check-generate unit e2e vmfetch vmtest vmrunner-test test bench deps clean FORCE
 
 all: build
 
@@ -35,20 +39,35 @@ unit:
 e2e: build
 	$(GO) test -count=1 -v -timeout 15m ./e2e 2>&1 | tee bin/e2e-host.log; exit $${PIPESTATUS[0]}
 
-bin/e2e.test bin/vm: build
+bin/e2e.test: FORCE
 	$(GO) test -c -o bin/e2e.test ./e2e
+
+bin/vm: FORCE
 	$(GO) build -o bin/vm ./test/vm
 
-# The e2e suite inside Debian 6.1 and 6.12 VMs, once per backend.
-vmtest: build bin/e2e.test bin/vm
-	@set -e; for kb in $(VM_MATRIX); do \
-		k=$${kb%%:*}; b=$${kb##*:}; \
-		echo "=== vmtest kernel $$k backend $$b"; \
-		./bin/vm -kernel $$k -timeout $(VM_TIMEOUT) -e IPFTRACE_BIN=$(CURDIR)/bin/ipftrace -e IPFTRACE_BACKEND=$$b -- \
+# Download and unpack the VM kernels (cached in .cache/vm).
+vmfetch: bin/vm
+	./bin/vm -kernel 6.1 -fetch
+	./bin/vm -kernel 6.12 -fetch
+
+# The e2e suite inside Debian 6.1 and 6.12 VMs, once per backend; each run
+# asserts the backend it got. Output is grouped per kernel.
+vmtest: build bin/e2e.test vmfetch
+	$(MAKE) --no-print-directory -j2 -Otarget $(VM_KERNELS:%=vmtest-%)
+
+vmtest-%:
+	@set -e; for b in $(VM_BACKENDS_$*); do \
+		echo "=== vmtest kernel $* backend $$b"; \
+		start=$$(date +%s); \
+		./bin/vm -kernel $* -timeout $(VM_TIMEOUT) -e IPFTRACE_BIN=$(CURDIR)/bin/ipftrace -e IPFTRACE_BACKEND=$$b -- \
 			./bin/e2e.test -test.v -test.count=1 -test.timeout $(VM_TIMEOUT) \
-			|| { echo "=== vmtest kernel $$k backend $$b: FAILED"; exit 1; }; \
-		echo "=== vmtest kernel $$k backend $$b: ok"; \
+			|| { echo "=== vmtest kernel $* backend $$b: FAILED"; exit 1; }; \
+		echo "=== vmtest kernel $* backend $$b: ok ($$(( $$(date +%s) - start ))s)"; \
 	done
+
+# The VM runner's own tests (boot, exit codes, timeout, cleanup).
+vmrunner-test: bin/vm
+	IPFTRACE_VMTEST=1 $(GO) test -count=1 -v -timeout 20m ./test/vm
 
 # Everything: stale-object check, unit tests, host e2e, VM matrix.
 test: deps check-generate unit e2e vmtest
@@ -90,3 +109,5 @@ deps:
 
 clean:
 	rm -rf bin
+
+FORCE:
