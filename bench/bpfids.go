@@ -133,6 +133,7 @@ var errGoneTimeout = errors.New("links still present at the timeout")
 // with before (equal, unless other BPF users came or went meanwhile).
 func waitLinksGone(before, ours idSet, since time.Time, timeout time.Duration) (goneResult, error) {
 	deadline := since.Add(timeout)
+	nextLog := time.Now().Add(30 * time.Second)
 	for {
 		cur, err := linkIDs()
 		if err != nil {
@@ -155,6 +156,10 @@ func waitLinksGone(before, ours idSet, since time.Time, timeout time.Duration) (
 		}
 		if time.Now().After(deadline) {
 			return goneResult{after: time.Since(since), left: left}, errGoneTimeout
+		}
+		if time.Now().After(nextLog) {
+			logf("    %d of %d links left after %s", len(left), len(ours), time.Since(since).Round(time.Second))
+			nextLog = time.Now().Add(30 * time.Second)
 		}
 		// Fine-grained at first (kprobe-multi and tracepoint links go in
 		// milliseconds), coarser while a long fentry detach runs.

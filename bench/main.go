@@ -16,12 +16,14 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -153,10 +155,21 @@ func run() int {
 		outw = f
 	}
 
-	env := describeEnv(*ipft, *label)
+	// Run a private copy: bin/ is shared with whoever rebuilds it meanwhile.
+	b.ipftrace, err = copyBinary(*ipft, b.tmp)
+	if err != nil {
+		logf("%v", err)
+		return 1
+	}
+	env := describeEnv(b.ipftrace, *label)
+	// Warm up (first ping in a fresh namespace or boot is an outlier).
+	if _, err := b.ping(); err != nil {
+		logf("warm-up ping: %v", err)
+		return 1
+	}
 	var all []target
 	if b.floor {
-		all, err = listTargets(*ipft)
+		all, err = listTargets(b.ipftrace)
 		if err != nil {
 			logf("floor: %v", err)
 			return 1
@@ -198,6 +211,9 @@ func describeEnv(ipft, label string) envInfo {
 	if v, err := exec.Command(ipft, "--version").Output(); err == nil {
 		e.version = strings.TrimSpace(string(v))
 	}
+	if data, err := os.ReadFile(ipft); err == nil {
+		e.version += fmt.Sprintf(" sha256:%x", sha256.Sum256(data))[:len(" sha256:")+12]
+	}
 	e.label = label
 	if e.label == "" {
 		e.label = "host"
@@ -213,4 +229,21 @@ func describeEnv(ipft, label string) envInfo {
 func isVMGuest() bool {
 	b, err := os.ReadFile("/sys/class/dmi/id/sys_vendor")
 	return err == nil && strings.Contains(string(b), "QEMU")
+}
+
+// copyBinary copies the ipftrace binary into dir.
+func copyBinary(src, dir string) (string, error) {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return "", err
+	}
+	dst := filepath.Join(dir, "ipftrace")
+	if err := os.WriteFile(dst, data, 0o755); err != nil {
+		return "", err
+	}
+	if err := exec.Command(dst, "--version").Run(); err != nil {
+		logf("cannot run a copy of %s from %s (%v); using it in place", src, dir, err)
+		return src, nil
+	}
+	return dst, nil
 }

@@ -151,12 +151,21 @@ func (r *results) recordTracer(cs string, tr *tracerRun, b *bench) {
 		r.add("idle", tr.idleCPU)
 	}
 	r.add("rss."+cs, float64(tr.hwmKB)/1024)
-	if strings.Contains(tr.stderr, "in the background") {
-		r.note("%s: %s", cs, grepLine(tr.stderr, "in the background"))
+	// Every other line ipftrace printed (background detach, warnings, errors).
+	for _, l := range strings.Split(tr.stderr, "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || backendRe.MatchString(l) || attachedRe.MatchString(l) || summaryRe.MatchString(l) || matchedRe.MatchString(l) {
+			continue
+		}
+		r.note("%s: %s", cs, l)
 	}
 	s := tr.sum
-	logf("  %s: %.0f ms, attach %.2fs (%d/%d), detach %.2fs, links gone %.2fs, rss %.1f MB, idle %.2f%%, %d journeys, %d received, %d lost, %d matched, json %d events",
-		cs, tr.ping.ms, secs(tr.attach), tr.attached, tr.targets, secs(tr.detach), secs(tr.gone.after), float64(tr.hwmKB)/1024, tr.idleCPU,
+	idle := ""
+	if tr.idleCPU >= 0 {
+		idle = fmt.Sprintf(", idle %.2f%%", tr.idleCPU)
+	}
+	logf("  %s: %.0f ms, attach %.2fs (%d/%d), detach %.2fs, links gone %.2fs, rss %.1f MB%s, %d journeys, %d received, %d lost, %d matched, json %d events",
+		cs, tr.ping.ms, secs(tr.attach), tr.attached, tr.targets, secs(tr.detach), secs(tr.gone.after), float64(tr.hwmKB)/1024, idle,
 		s.journeys, s.received, s.lost, s.matched, tr.json.events)
 	if cs == "nomatch" {
 		if s.received > 0 || tr.json.journeys > 0 {
@@ -267,6 +276,9 @@ func minMed(v []float64) (float64, float64) {
 func ratio(a, b float64) string {
 	if b == 0 || math.IsNaN(a) || math.IsNaN(b) {
 		return ""
+	}
+	if q := a / b; q < 0.1 {
+		return fmt.Sprintf("%.3f×", q)
 	}
 	return fmt.Sprintf("%.2f×", a/b)
 }
