@@ -258,7 +258,7 @@ var rows = []row{
 	{"journeys.json", "match: journeys in JSON", "%.0f", false, ""},
 	{"journeys.ours", "match: journeys in a/b", "%.0f", false, ""},
 	{"ev.perpkt", "match: events per journey (a/b)", "%.1f", false, ""},
-	{"cpu.perevent", "match: ipftrace CPU per event (µs)", "%.2f", false, ""},
+	{"cpu.perevent", "match: ipftrace CPU/event, ping→SIGINT (µs)", "%.2f", false, ""},
 	{"cpu.evps", "match: events/s per CPU (ipftrace)", "%.0f", false, ""},
 }
 

@@ -338,6 +338,7 @@ wait:
 
 	// Detach: SIGINT until the process exits; links gone: until none of its
 	// links exists any more.
+	cpuSig, _ := procCPU(pid)
 	sig := time.Now()
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		return fail(err)
@@ -367,12 +368,12 @@ wait:
 		return r, fmt.Errorf("ipftrace: %v; stderr:\n%s", waitErr, strings.TrimSpace(r.stderr))
 	}
 	r.sum = parseSummary(r.stderr)
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		total := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-		used := total - time.Duration(cpuPing)*time.Second/clkTck
-		if r.sum.received > 0 && used > 0 {
-			r.cpuPerEvent = used / time.Duration(r.sum.received)
-		}
+	// CPU from the ping's start to SIGINT: the tracing itself, not the
+	// detach (a foreground kprobe detach burns minutes of CPU). Events still
+	// queued at SIGINT are not counted, so this slightly flatters ipftrace
+	// if it lagged behind the ping.
+	if used := time.Duration(cpuSig-cpuPing) * time.Second / clkTck; r.sum.received > 0 && used > 0 {
+		r.cpuPerEvent = used / time.Duration(r.sum.received)
 	}
 	if !r.sum.ok {
 		b.notef("%s: no exit summary in ipftrace's stderr:\n%s", tag, strings.TrimSpace(r.stderr))
