@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 )
 
 // detachBudget is how long detach closes links itself before it hands the
@@ -55,22 +56,24 @@ func (t *tracer) detach(a *attachment) {
 	if len(rest) == 0 {
 		return
 	}
-	if err := handOver(rest); err != nil {
+	left, err := handOver(rest)
+	if err != nil {
 		fmt.Fprintf(t.cfg.Stderr, "ipftrace: %v; detaching %d links in the foreground\n", err, len(rest))
-		for _, l := range rest {
+		for _, l := range left {
 			l.Close()
 		}
 		return
 	}
 	fmt.Fprintf(t.cfg.Stderr, "ipftrace: detaching the remaining %d links in the background\n", len(rest))
-	for _, l := range rest {
-		l.Close() // the detacher holds its own reference
-	}
 }
 
 // handOver starts a detacher process holding a duplicate of every link's
-// file descriptor.
-func handOver(links []link.Link) error {
+// file descriptor. Each link is closed right after its descriptor is
+// duplicated, so the process never holds more descriptors than it had
+// (kprobe links hold a perf event descriptor each as well, and 1600 of them
+// plus as many duplicates would exceed a 4096 descriptor limit). On error,
+// the links not yet handed over are returned for the caller to close.
+func handOver(links []link.Link) ([]link.Link, error) {
 	type fder interface{ FD() int }
 	files := make([]*os.File, 0, len(links))
 	defer func() {
@@ -78,30 +81,32 @@ func handOver(links []link.Link) error {
 			f.Close()
 		}
 	}()
-	for _, l := range links {
-		fl, ok := l.(fder)
-		if !ok {
-			return fmt.Errorf("link %T has no file descriptor", l)
-		}
-		fd, err := syscall.Dup(fl.FD())
-		if err != nil {
-			return fmt.Errorf("dup link: %w", err)
-		}
-		files = append(files, os.NewFile(uintptr(fd), "link"))
-	}
 	exe, err := os.Executable()
 	if err != nil {
-		return fmt.Errorf("find own executable: %w", err)
+		return links, fmt.Errorf("find own executable: %w", err)
+	}
+	for i, l := range links {
+		fl, ok := l.(fder)
+		if !ok {
+			return links[i:], fmt.Errorf("link %T has no file descriptor", l)
+		}
+		fd, err := unix.FcntlInt(uintptr(fl.FD()), unix.F_DUPFD_CLOEXEC, 3)
+		if err != nil {
+			return links[i:], fmt.Errorf("dup link: %w", err)
+		}
+		files = append(files, os.NewFile(uintptr(fd), "link"))
+		l.Close() // the duplicate keeps the link attached
 	}
 	cmd := exec.Command(exe)
 	cmd.Env = []string{detacherEnv + "=" + strconv.Itoa(len(files))}
 	cmd.ExtraFiles = files
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start detacher: %w", err)
+		// Closing files below detaches the links in the foreground.
+		return nil, fmt.Errorf("start detacher: %w", err)
 	}
 	go cmd.Wait() //nolint:errcheck // reaped if we are still around
-	return nil
+	return nil, nil
 }
 
 // init turns the process into a detacher before anything else runs, in any

@@ -3,8 +3,8 @@ package tracer
 import (
 	"os"
 	"syscall"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf/btf"
 
@@ -35,6 +35,6 @@ func BenchmarkLoadClone(b *testing.B) {
 		p.Close()
 	}
 	syscall.Getrusage(syscall.RUSAGE_SELF, &after)
-	cpu := time.Duration(after.Utime.Nano()+after.Stime.Nano()-before.Utime.Nano()-before.Stime.Nano())
+	cpu := time.Duration(after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano())
 	b.ReportMetric(float64(cpu.Microseconds())/float64(n), "cpu-us/op")
 }

@@ -157,9 +157,18 @@ func (t *tracer) loop(ctx context.Context, rd *ringbuf.Reader, asm *journey.Asse
 	}
 	acct := newAccounting(t.objs.maps["counters"], t.cfg.Stderr)
 
+	// Wake the reader as soon as the user interrupts, so the poll period
+	// below does not delay the exit.
+	go func() {
+		<-ctx.Done()
+		rd.Flush()
+	}()
+
 	var rec ringbuf.Record
 	var ev journey.Event
-	const poll = 100 * time.Millisecond
+	// Events are batched in the ring buffer (the BPF side wakes us only
+	// once 64 KiB are waiting), so low-rate traffic is read at this period.
+	const poll = 250 * time.Millisecond
 	nextTick := time.Now()
 	stopping := false
 	for {
@@ -191,6 +200,8 @@ func (t *tracer) loop(ctx context.Context, rd *ringbuf.Reader, asm *journey.Asse
 				continue
 			}
 			asm.Add(ev, emit)
+		case errors.Is(err, ringbuf.ErrFlushed):
+			// Interrupted: the next iteration sees ctx done.
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			if stopping {
 				asm.Flush(emit)
