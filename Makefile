@@ -30,10 +30,10 @@ generate:
 check-generate: generate
 	@git diff --exit-code --stat -- bpf/ || { echo "bpf/: committed bpf2go output is stale; run 'make generate' and commit"; exit 1; }
 
-# Unit tests: no root, no network.
+# Unit tests: no root, no network (the e2e package runs under `make e2e`).
 unit:
 	$(GO) vet ./...
-	$(GO) test -count=1 ./...
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v /e2e$$)
 
 # End-to-end tests on this host's kernel (root; real traffic in netns).
 e2e: build
