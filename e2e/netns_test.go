@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -167,19 +168,15 @@ func inNetns(ns string, fn func() error) error {
 // nsExec runs a command in namespace ns with "ip netns exec".
 func nsExec(ns string, timeout time.Duration, name string, args ...string) ([]byte, error) {
 	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, name}, args...)...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		select {
-		case <-done:
-		case <-time.After(timeout):
-			if cmd.Process != nil {
-				cmd.Process.Kill()
-			}
-		}
-	}()
-	return cmd.CombinedOutput()
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := startChild(cmd); err != nil {
+		return nil, err
+	}
+	timer := time.AfterFunc(timeout, func() { cmd.Process.Kill() })
+	err := cmd.Wait()
+	timer.Stop()
+	return out.Bytes(), err
 }
 
 // ping sends count echo requests from namespace ns to dst and fails the test

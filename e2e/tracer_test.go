@@ -15,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -123,10 +122,12 @@ func ipftrace(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	cmd := exec.Command(ipftraceBin, args...)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	timer := time.AfterFunc(exitTimeout, func() { cmd.Process.Kill() })
-	defer timer.Stop()
-	err := cmd.Run()
+	err := startChild(cmd)
+	if err == nil {
+		timer := time.AfterFunc(exitTimeout, func() { cmd.Process.Kill() })
+		err = cmd.Wait()
+		timer.Stop()
+	}
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
@@ -161,9 +162,8 @@ func startTracer(t *testing.T, args ...string) *tracer {
 	tr.cmd = exec.Command(ipftraceBin, full...)
 	tr.cmd.Stdout = &tr.stdout
 	tr.cmd.Stderr = &tr.stderr
-	tr.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	start := time.Now()
-	if err := tr.cmd.Start(); err != nil {
+	if err := startChild(tr.cmd); err != nil {
 		t.Fatalf("start ipftrace: %v", err)
 	}
 	go func() {
