@@ -188,7 +188,14 @@ func startTracer(t *testing.T, args ...string) *tracer {
 		}
 	}
 	tr.ready = time.Since(start)
+	// ipftrace writes its backend and attached lines before it creates the
+	// ready file, but they reach tr.stderr through exec's copying goroutine,
+	// which may not have run yet: wait for them.
 	stderr := tr.stderr.String()
+	for wait := time.Now().Add(10 * time.Second); attachedLineRE.FindStringSubmatch(stderr) == nil && time.Now().Before(wait); {
+		time.Sleep(10 * time.Millisecond)
+		stderr = tr.stderr.String()
+	}
 	m := backendLineRE.FindStringSubmatch(stderr)
 	if m == nil {
 		t.Fatalf("no \"ipftrace: backend NAME: ...\" line on stderr:\n%s", stderr)
