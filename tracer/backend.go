@@ -177,7 +177,11 @@ func (t *tracer) probeBackend(name string) error {
 			}
 			return err
 		}
-		return l.Close()
+		// Detaching waits for an RCU grace period (half a second under
+		// emulation): let it run while the real attach goes on. If the
+		// process exits first, the kernel closes the link.
+		go l.Close()
+		return nil
 	case BackendTracepoint:
 		if len(t.cfg.Tracepoints) == 0 {
 			return errors.New("no skb tracepoints found")
