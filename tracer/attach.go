@@ -225,7 +225,7 @@ func (t *tracer) attachKprobeMulti(ctx context.Context, a *attachment, p *progre
 	}
 	slices.Sort(positions)
 	for _, pos := range positions {
-		prog, err := t.objs.loadProgram(fmt.Sprintf("kprobe_multi_skb%d", pos), "", 0, false)
+		prog, err := t.objs.loadKprobe(true, pos)
 		if err != nil {
 			return fmt.Errorf("load kprobe-multi program for skb position %d: %w", pos, err)
 		}
@@ -284,7 +284,7 @@ func (t *tracer) attachKprobes(ctx context.Context, a *attachment, p *progress) 
 		}
 	}()
 	for pos := 1; pos <= maxKprobeArg; pos++ {
-		prog, err := t.objs.loadProgram(fmt.Sprintf("kprobe_skb%d", pos), "", 0, false)
+		prog, err := t.objs.loadKprobe(false, pos)
 		if err != nil {
 			return fmt.Errorf("load kprobe program for skb position %d: %w", pos, err)
 		}

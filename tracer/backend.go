@@ -156,11 +156,7 @@ func (t *tracer) probeBackend(name string) error {
 		if !ok {
 			return errors.New("no function with its skb in the first 6 arguments")
 		}
-		tmpl := fmt.Sprintf("kprobe_skb%d", f.slot())
-		if name == BackendKprobeMulti {
-			tmpl = fmt.Sprintf("kprobe_multi_skb%d", f.slot())
-		}
-		prog, err := t.objs.loadProgram(tmpl, "", 0, false)
+		prog, err := t.objs.loadKprobe(name == BackendKprobeMulti, f.slot())
 		if err != nil {
 			return err
 		}

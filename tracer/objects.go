@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -29,6 +30,10 @@ type objects struct {
 	spec  *ebpf.CollectionSpec
 	maps  map[string]*ebpf.Map
 	cache *btf.Cache
+
+	mu      sync.Mutex
+	noCast  bool  // the kernel refused a bpf_rdonly_cast kprobe program
+	castErr error // why
 }
 
 // newObjects loads the collection spec, sets the filter constants and creates
@@ -100,6 +105,31 @@ func (o *objects) loadProgram(template, attachTo string, desc uint64, patch bool
 	}
 	defer coll.Close()
 	return coll.DetachProgram(template), nil
+}
+
+// loadKprobe loads the kprobe (or kprobe-multi) program for skb position
+// pos: the variant that reads the skb through bpf_rdonly_cast where the
+// kernel has it (6.2+), else the one that probe-reads its fields. The
+// choice is remembered, so a kernel without the kfunc pays one failed load.
+func (o *objects) loadKprobe(multi bool, pos int) (*ebpf.Program, error) {
+	prefix := "kprobe_"
+	if multi {
+		prefix = "kprobe_multi_"
+	}
+	o.mu.Lock()
+	noCast := o.noCast
+	o.mu.Unlock()
+	if !noCast {
+		prog, err := o.loadProgram(fmt.Sprintf("%sskb%d", prefix, pos), "", 0, false)
+		if err == nil {
+			return prog, nil
+		}
+		o.mu.Lock()
+		o.noCast = true
+		o.castErr = err
+		o.mu.Unlock()
+	}
+	return o.loadProgram(fmt.Sprintf("%sprobe_skb%d", prefix, pos), "", 0, false)
 }
 
 // patchDescriptor replaces every descMarker ld_imm64 constant with desc.

@@ -105,6 +105,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	fmt.Fprintf(cfg.Stderr, "%s in %.2fs\n", summary, time.Since(start).Seconds())
 	if cfg.Verbose {
+		if objs.noCast {
+			t.verbosef("kprobe programs read skb fields with probe reads (no bpf_rdonly_cast: %v)", objs.castErr)
+		}
 		for _, s := range att.skipped {
 			t.verbosef("skipped %s: %s", s.Name, s.Reason)
 		}
