@@ -14,6 +14,7 @@ import (
 
 	"github.com/ipftrace/ipftrace/btfscan"
 	"github.com/ipftrace/ipftrace/gen"
+	"github.com/ipftrace/ipftrace/internal/phase"
 	"github.com/ipftrace/ipftrace/manifest"
 	"github.com/ipftrace/ipftrace/tracer"
 )
@@ -55,10 +56,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 
 	start := time.Now()
+	phase.Mark(stderr, "scan")
 	scan, err := btfscan.Scan(scanOptions(o))
 	if err != nil {
 		return fail(stderr, ExitUsage, err)
 	}
+	phase.Mark(stderr, "scanned")
 	if o.Verbose {
 		lists := "tracefs function lists not readable, not applied"
 		if scan.FilterListKnown {
@@ -83,6 +86,11 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, ExitUsage, err)
 	}
 	cfg.Stdout, cfg.Stderr = stdout, stderr
+	if ctx.Err() != nil {
+		// Interrupted during the scan: nothing was loaded yet.
+		fmt.Fprintln(stderr, "ipftrace: interrupted before attaching; nothing was attached")
+		return ExitOK
+	}
 	if err := runTracer(ctx, cfg); err != nil {
 		if errors.Is(err, context.Canceled) {
 			return ExitOK

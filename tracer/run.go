@@ -12,6 +12,7 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 
+	"github.com/ipftrace/ipftrace/internal/phase"
 	"github.com/ipftrace/ipftrace/journey"
 	"github.com/ipftrace/ipftrace/output"
 )
@@ -56,9 +57,15 @@ func Run(ctx context.Context, cfg Config) error {
 	defer objs.Close()
 	t := &tracer{cfg: cfg, objs: objs}
 
+	if ctx.Err() != nil {
+		return ctx.Err() // interrupted before loading anything
+	}
 	backend, why, err := t.chooseBackend()
 	if err != nil {
 		return err
+	}
+	if ctx.Err() != nil {
+		return ctx.Err() // the probes' programs are closed already
 	}
 	t.backend = backend
 	t.targets = cfg.Funcs
@@ -87,13 +94,15 @@ func Run(ctx context.Context, cfg Config) error {
 
 	att := &attachment{}
 	prog := &progress{w: cfg.Stderr, tty: isTerminal(cfg.Stderr), total: len(t.targets)}
+	phase.Mark(cfg.Stderr, "attach 0/%d", len(t.targets))
 	attachErr := t.attach(ctx, att, prog)
 	prog.finish()
 	// From here on, every path detaches.
 	defer t.detach(att)
 	if attachErr != nil {
 		if errors.Is(attachErr, context.Canceled) {
-			fmt.Fprintf(cfg.Stderr, "ipftrace: interrupted while attaching (%d attached); detaching\n", len(att.links))
+			fmt.Fprintf(cfg.Stderr, "ipftrace: interrupted while attaching (%d/%d targets done, %d links); detaching\n",
+				prog.done.Load(), len(t.targets), len(att.links))
 			return nil
 		}
 		return attachErr
