@@ -8,6 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -49,6 +52,11 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return ExitOK
 	}
 
+	if o.ReadyFile != "" {
+		if err := checkReadyFile(o.ReadyFile); err != nil {
+			return fail(stderr, ExitUsage, err)
+		}
+	}
 	if o.ManifestPath != "" {
 		if o.Manifest, err = manifest.Load(o.ManifestPath); err != nil {
 			return fail(stderr, ExitUsage, err)
@@ -79,11 +87,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 
 	cfg, sum, err := Plan(o, scan)
+	if err != nil {
+		// One line: the error, not the reconcile summary as well.
+		return fail(stderr, ExitUsage, err)
+	}
 	if s := sum.String(); s != "" {
 		fmt.Fprintln(stderr, s)
-	}
-	if err != nil {
-		return fail(stderr, ExitUsage, err)
 	}
 	cfg.Stdout, cfg.Stderr = stdout, stderr
 	if ctx.Err() != nil {
@@ -98,6 +107,35 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, ExitRuntime, err)
 	}
 	return ExitOK
+}
+
+// checkReadyFile rejects a --ready-file that cannot be created, before
+// anything is attached: the path must not exist (not even as a symlink: the
+// file is created with O_EXCL|O_NOFOLLOW) and its directory must.
+func checkReadyFile(path string) error {
+	if _, err := os.Lstat(path); err == nil {
+		return fmt.Errorf("--ready-file %s: already exists (it is created, never overwritten or followed)", path)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("--ready-file %s: %w", path, unwrapPath(err))
+	}
+	dir := filepath.Dir(path)
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("--ready-file %s: directory %s: %w", path, dir, unwrapPath(err))
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("--ready-file %s: %s is not a directory", path, dir)
+	}
+	return nil
+}
+
+// unwrapPath returns the cause of a *fs.PathError (the caller names the path).
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 func scanOptions(o *Options) btfscan.Options {
