@@ -9,7 +9,6 @@ import (
 
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/ringbuf"
-	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 
 	"github.com/ipftrace/ipftrace/internal/phase"
@@ -45,9 +44,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := CheckPrivileges(); err != nil {
 		return err
 	}
-	if err := rlimit.RemoveMemlock(); err != nil {
-		return fmt.Errorf("raise RLIMIT_MEMLOCK: %w", err)
-	}
+	raiseMemlock()
 	start := time.Now()
 
 	objs, err := newObjects(cfg.Filter, btf.NewCache())
@@ -232,6 +229,25 @@ func (t *tracer) loop(ctx context.Context, rd *ringbuf.Reader, asm *journey.Asse
 func (t *tracer) disable() {
 	if err := t.objs.setDisabled(); err != nil && t.cfg.Verbose {
 		t.verbosef("disable programs: %v", err)
+	}
+}
+
+// raiseMemlock lifts RLIMIT_MEMLOCK, which kernels before 5.11 charge BPF
+// maps and programs to (later ones use memcg accounting and ignore it). If
+// raising the hard limit is not permitted (no CAP_SYS_RESOURCE), the soft
+// limit is raised to the hard one, and a kernel that still runs short says
+// so when loading. cilium/ebpf's rlimit package is not used: its init
+// creates a BPF map to probe the kernel in every process that links it, so
+// ipftrace --help, bad command lines and the detacher would call bpf(2).
+func raiseMemlock() {
+	inf := unix.Rlimit{Cur: unix.RLIM_INFINITY, Max: unix.RLIM_INFINITY}
+	if unix.Setrlimit(unix.RLIMIT_MEMLOCK, &inf) == nil {
+		return
+	}
+	var cur unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_MEMLOCK, &cur) == nil && cur.Cur < cur.Max {
+		cur.Cur = cur.Max
+		unix.Setrlimit(unix.RLIMIT_MEMLOCK, &cur) //nolint:errcheck // best effort, see above
 	}
 }
 
