@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -54,15 +55,15 @@ func Run(ctx context.Context, cfg Config) error {
 	defer objs.Close()
 	t := &tracer{cfg: cfg, objs: objs}
 
-	if ctx.Err() != nil {
-		return ctx.Err() // interrupted before loading anything
+	if err := ctx.Err(); err != nil {
+		return interruptedEarly(cfg.Stderr, err)
 	}
 	backend, why, err := t.chooseBackend()
 	if err != nil {
 		return err
 	}
-	if ctx.Err() != nil {
-		return ctx.Err() // the probes' programs are closed already
+	if err := ctx.Err(); err != nil {
+		return interruptedEarly(cfg.Stderr, err) // the probes closed what they loaded
 	}
 	t.backend = backend
 	t.targets = cfg.Funcs
@@ -230,6 +231,12 @@ func (t *tracer) disable() {
 	if err := t.objs.setDisabled(); err != nil && t.cfg.Verbose {
 		t.verbosef("disable programs: %v", err)
 	}
+}
+
+// interruptedEarly reports an interrupt that came before attaching began.
+func interruptedEarly(w io.Writer, err error) error {
+	fmt.Fprintln(w, "ipftrace: interrupted before attaching; nothing was attached")
+	return err
 }
 
 // raiseMemlock lifts RLIMIT_MEMLOCK, which kernels before 5.11 charge BPF
