@@ -458,7 +458,15 @@ func interruptTrial(t *testing.T, s trialSetup) string {
 			flood.Process.Kill()
 			flood.Wait()
 		})
-		offset = 200*time.Millisecond + jitter(s.rng, 500*time.Millisecond)
+		// Traffic is being traced once the first journey is out (ping
+		// takes a while to start in a TCG VM); then interrupt it.
+		for deadline := time.Now().Add(journeyTimeout); !strings.Contains(r.stdout.String(), "\n"); {
+			if r.exitedNow() || time.Now().After(deadline) {
+				fail("no journey within %v of starting ping -f", journeyTimeout)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		offset = jitter(s.rng, 500*time.Millisecond)
 	}
 	time.Sleep(offset)
 	if r.exitedNow() {
@@ -532,9 +540,12 @@ func interruptTrial(t *testing.T, s trialSetup) string {
 		}
 	}
 	if s.point == atTraffic && s.sig != syscall.SIGKILL {
+		// Every journey written is in the summary, and the flood was traced.
 		m := exitSummaryRE.FindStringSubmatch(stderr)
-		if ev, _ := strconv.Atoi(m[2]); ev == 0 {
-			fail("interrupted under a matching ping flood, but no events were received")
+		js, _ := strconv.Atoi(m[1])
+		ev, _ := strconv.Atoi(m[2])
+		if lines := strings.Count(r.stdout.String(), "\n"); js != lines || ev < lines {
+			fail("exit summary says %d journeys and %d events, stdout has %d journeys", js, ev, lines)
 		}
 	}
 	if hi2, n := maxAttachStep(stderr); where == "attach" && hi2 >= n && s.sig == syscall.SIGKILL {
