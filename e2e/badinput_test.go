@@ -158,6 +158,10 @@ func TestBadInput(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			if strings.Contains(tc.name, "200k") && isFuncBackend(orDefault(wantBackend, "tracepoint")) {
+				// Pure parsing, the same on every kernel; 10-20 s each in TCG.
+				t.Skip("SKIPPED with a function backend (the VM runs): the 200k-entry manifests are parsed the same on every kernel and take 10-20 s each under TCG; the host run covers them")
+			}
 			ready := filepath.Join(t.TempDir(), "ready")
 			full := backendArgs()
 			if !slices.Contains(tc.args, "--ready-file") {
