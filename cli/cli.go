@@ -8,12 +8,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/ipftrace/ipftrace/btfscan"
 	"github.com/ipftrace/ipftrace/gen"
+	"github.com/ipftrace/ipftrace/internal/phase"
 	"github.com/ipftrace/ipftrace/manifest"
 	"github.com/ipftrace/ipftrace/tracer"
 )
@@ -48,6 +52,11 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return ExitOK
 	}
 
+	if o.ReadyFile != "" {
+		if err := checkReadyFile(o.ReadyFile); err != nil {
+			return fail(stderr, ExitUsage, err)
+		}
+	}
 	if o.ManifestPath != "" {
 		if o.Manifest, err = manifest.Load(o.ManifestPath); err != nil {
 			return fail(stderr, ExitUsage, err)
@@ -55,10 +64,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 
 	start := time.Now()
+	phase.Mark(stderr, "scan")
 	scan, err := btfscan.Scan(scanOptions(o))
 	if err != nil {
 		return fail(stderr, ExitUsage, err)
 	}
+	phase.Mark(stderr, "scanned")
 	if o.Verbose {
 		lists := "tracefs function lists not readable, not applied"
 		if scan.FilterListKnown {
@@ -76,13 +87,19 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 
 	cfg, sum, err := Plan(o, scan)
+	if err != nil {
+		// One line: the error, not the reconcile summary as well.
+		return fail(stderr, ExitUsage, err)
+	}
 	if s := sum.String(); s != "" {
 		fmt.Fprintln(stderr, s)
 	}
-	if err != nil {
-		return fail(stderr, ExitUsage, err)
-	}
 	cfg.Stdout, cfg.Stderr = stdout, stderr
+	if ctx.Err() != nil {
+		// Interrupted during the scan: nothing was loaded yet.
+		fmt.Fprintln(stderr, "ipftrace: interrupted before attaching; nothing was attached")
+		return ExitOK
+	}
 	if err := runTracer(ctx, cfg); err != nil {
 		if errors.Is(err, context.Canceled) {
 			return ExitOK
@@ -90,6 +107,35 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, ExitRuntime, err)
 	}
 	return ExitOK
+}
+
+// checkReadyFile rejects a --ready-file that cannot be created, before
+// anything is attached: the path must not exist (not even as a symlink: the
+// file is created with O_EXCL|O_NOFOLLOW) and its directory must.
+func checkReadyFile(path string) error {
+	if _, err := os.Lstat(path); err == nil {
+		return fmt.Errorf("--ready-file %s: already exists (it is created, never overwritten or followed)", path)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("--ready-file %s: %w", path, unwrapPath(err))
+	}
+	dir := filepath.Dir(path)
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("--ready-file %s: directory %s: %w", path, dir, unwrapPath(err))
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("--ready-file %s: %s is not a directory", path, dir)
+	}
+	return nil
+}
+
+// unwrapPath returns the cause of a *fs.PathError (the caller names the path).
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 func scanOptions(o *Options) btfscan.Options {

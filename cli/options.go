@@ -279,7 +279,9 @@ func flagError(err error) error {
 	return errors.New(msg)
 }
 
-// regexError drops the "error parsing regexp: " prefix of regexp errors.
+// regexError drops the "error parsing regexp: " prefix of regexp errors,
+// and escapes newlines (the error quotes the pattern as typed).
 func regexError(err error) string {
-	return strings.TrimPrefix(err.Error(), "error parsing regexp: ")
+	msg := strings.TrimPrefix(err.Error(), "error parsing regexp: ")
+	return strings.NewReplacer("\n", `\n`, "\r", `\r`).Replace(msg)
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/ipftrace/ipftrace/btfscan"
 	"github.com/ipftrace/ipftrace/manifest"
@@ -35,7 +36,8 @@ func Plan(o *Options, scan *btfscan.Result) (tracer.Config, manifest.Summary, er
 	entries, sum := selectFuncs(o, scan)
 	tps := selectTracepoints(o, scan)
 	if o.Manifest != nil && len(o.Manifest.Functions) > 0 && len(sum.Skipped) == len(o.Manifest.Functions) {
-		return cfg, sum, fmt.Errorf("manifest %s: none of its functions exist on this kernel", o.ManifestPath)
+		return cfg, sum, fmt.Errorf("manifest %s: none of its functions exist on this kernel (%s)",
+			o.ManifestPath, strings.TrimPrefix(sum.String(), "manifest: "))
 	}
 	if len(entries) == 0 && len(tps) == 0 {
 		if o.Regex != nil {

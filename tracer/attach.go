@@ -15,6 +15,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+
+	"github.com/ipftrace/ipftrace/internal/phase"
 )
 
 // dropReasonArg is the 1-based position of the enum skb_drop_reason
@@ -88,6 +90,7 @@ type progress struct {
 
 func (p *progress) step() {
 	n := p.done.Add(1)
+	phase.Mark(p.w, "attach %d/%d", n, p.total)
 	if !p.tty {
 		return
 	}
@@ -151,6 +154,9 @@ func (t *tracer) attachTracing(ctx context.Context, a *attachment, p *progress) 
 	var err error
 loop:
 	for id := range t.targets {
+		if err = ctx.Err(); err != nil {
+			break // select picks at random among ready cases
+		}
 		select {
 		case jobs <- id:
 		case <-ctx.Done():
@@ -316,6 +322,9 @@ loop:
 			a.addSkip(tg.Name, errPosition)
 			p.step()
 			continue
+		}
+		if err = ctx.Err(); err != nil {
+			break // select picks at random among ready cases
 		}
 		select {
 		case jobs <- id:

@@ -4,14 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/ringbuf"
-	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 
+	"github.com/ipftrace/ipftrace/internal/phase"
 	"github.com/ipftrace/ipftrace/journey"
 	"github.com/ipftrace/ipftrace/output"
 )
@@ -44,9 +45,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := CheckPrivileges(); err != nil {
 		return err
 	}
-	if err := rlimit.RemoveMemlock(); err != nil {
-		return fmt.Errorf("raise RLIMIT_MEMLOCK: %w", err)
-	}
+	raiseMemlock()
 	start := time.Now()
 
 	objs, err := newObjects(cfg.Filter, btf.NewCache())
@@ -56,9 +55,15 @@ func Run(ctx context.Context, cfg Config) error {
 	defer objs.Close()
 	t := &tracer{cfg: cfg, objs: objs}
 
+	if err := ctx.Err(); err != nil {
+		return interruptedEarly(cfg.Stderr, err)
+	}
 	backend, why, err := t.chooseBackend()
 	if err != nil {
 		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return interruptedEarly(cfg.Stderr, err) // the probes closed what they loaded
 	}
 	t.backend = backend
 	t.targets = cfg.Funcs
@@ -84,13 +89,15 @@ func Run(ctx context.Context, cfg Config) error {
 
 	att := &attachment{}
 	prog := &progress{w: cfg.Stderr, tty: isTerminal(cfg.Stderr), total: len(t.targets)}
+	phase.Mark(cfg.Stderr, "attach 0/%d", len(t.targets))
 	attachErr := t.attach(ctx, att, prog)
 	prog.finish()
 	// From here on, every path detaches.
 	defer t.detach(att)
 	if attachErr != nil {
 		if errors.Is(attachErr, context.Canceled) {
-			fmt.Fprintf(cfg.Stderr, "ipftrace: interrupted while attaching (%d attached); detaching\n", len(att.links))
+			fmt.Fprintf(cfg.Stderr, "ipftrace: interrupted while attaching (%d/%d targets done, %d links); detaching\n",
+				prog.done.Load(), len(t.targets), len(att.links))
 			return nil
 		}
 		return attachErr
@@ -235,6 +242,31 @@ func (t *tracer) loop(ctx context.Context, rd *ringbuf.Reader, asm *journey.Asse
 func (t *tracer) disable() {
 	if err := t.objs.setDisabled(); err != nil && t.cfg.Verbose {
 		t.verbosef("disable programs: %v", err)
+	}
+}
+
+// interruptedEarly reports an interrupt that came before attaching began.
+func interruptedEarly(w io.Writer, err error) error {
+	fmt.Fprintln(w, "ipftrace: interrupted before attaching; nothing was attached")
+	return err
+}
+
+// raiseMemlock lifts RLIMIT_MEMLOCK, which kernels before 5.11 charge BPF
+// maps and programs to (later ones use memcg accounting and ignore it). If
+// raising the hard limit is not permitted (no CAP_SYS_RESOURCE), the soft
+// limit is raised to the hard one, and a kernel that still runs short says
+// so when loading. cilium/ebpf's rlimit package is not used: its init
+// creates a BPF map to probe the kernel in every process that links it, so
+// ipftrace --help, bad command lines and the detacher would call bpf(2).
+func raiseMemlock() {
+	inf := unix.Rlimit{Cur: unix.RLIM_INFINITY, Max: unix.RLIM_INFINITY}
+	if unix.Setrlimit(unix.RLIMIT_MEMLOCK, &inf) == nil {
+		return
+	}
+	var cur unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_MEMLOCK, &cur) == nil && cur.Cur < cur.Max {
+		cur.Cur = cur.Max
+		unix.Setrlimit(unix.RLIMIT_MEMLOCK, &cur) //nolint:errcheck // best effort, see above
 	}
 }
 
