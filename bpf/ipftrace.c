@@ -59,6 +59,22 @@ struct event {
 	u32 drop_reason;
 	struct tuple tuple;
 	u8 data[DATA_SIZE];
+	/*
+	 * Where a drop function was called from: the kfree_skb tracepoint's
+	 * location argument, or the return address a kprobe finds on the
+	 * stack; 0 if unknown.
+	 */
+	u64 location;
+	u64 data_valid; /* bit i: module field i was read (see module/) */
+};
+
+/*
+ * The module data of one event, filled on the stack by fill_data() before
+ * anything is reserved in the ring buffer.
+ */
+struct mod_buf {
+	u8 data[DATA_SIZE];
+	u64 valid;
 };
 
 
@@ -280,13 +296,33 @@ static __always_inline u32 skb_netns(struct sk_buff *skb)
 	return 0;
 }
 
-static __always_inline void handle(struct sk_buff *skb, u64 desc, u64 reason)
+/*
+ * fill_data reads the fields of the -m modules into b->data, sets a bit in
+ * b->valid for each field it could read, and returns 0 if a match
+ * condition of a module does not hold (the event is then not sent).
+ * Userspace replaces this body at load time with code generated from the
+ * modules (module/codegen.go); as compiled it sends every event with no
+ * data. The asm keeps clang from assuming anything about the result.
+ */
+static __noinline int fill_data(struct sk_buff *skb, struct mod_buf *b)
+{
+	int ret = 1;
+	asm volatile("" : "+r"(ret) : "r"(skb), "r"(b) : "memory");
+	return ret;
+}
+
+static __always_inline void handle(struct sk_buff *skb, u64 desc, u64 reason, u64 loc)
 {
 	struct tuple t = {};
 
 	if (ipft_disabled)
 		return;
 	if (parse_skb(skb, &t) < 0 || !flow_match(&t))
+		return;
+
+	/* Module data and match conditions: before any ring buffer traffic. */
+	struct mod_buf mb = {};
+	if (!fill_data(skb, &mb))
 		return;
 
 	count(COUNT_MATCHED);
@@ -304,7 +340,9 @@ static __always_inline void handle(struct sk_buff *skb, u64 desc, u64 reason)
 	e->len = BPF_CORE_READ(skb, len);
 	e->drop_reason = (u32)reason;
 	e->tuple = t;
-	__builtin_memset(e->data, 0, sizeof(e->data));
+	__builtin_memcpy(e->data, mb.data, sizeof(e->data));
+	e->data_valid = mb.valid;
+	e->location = loc;
 
 	u64 flags = BPF_RB_NO_WAKEUP;
 	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
@@ -336,7 +374,7 @@ static __always_inline u64 patched_desc(void)
 			bpf_get_func_arg(ctx, rpos - 1, &reason);              \
 		struct sk_buff *skb = (struct sk_buff *)ctx[N - 1];            \
 		if (skb)                                                       \
-			handle(skb, desc, reason);                             \
+			handle(skb, desc, reason, 0);                          \
 		return 0;                                                      \
 	}
 
@@ -360,7 +398,7 @@ FENTRY(12)
 	{                                                                      \
 		struct sk_buff *skb = (struct sk_buff *)ctx[N - 1];            \
 		if (skb)                                                       \
-			handle(skb, patched_desc(), 0);                        \
+			handle(skb, patched_desc(), 0, 0);                     \
 		return 0;                                                      \
 	}
 
@@ -377,7 +415,7 @@ int tp_kfree_skb(u64 *ctx)
 {
 	struct sk_buff *skb = (struct sk_buff *)ctx[0];
 	if (skb)
-		handle(skb, patched_desc(), ctx[2]);
+		handle(skb, patched_desc(), ctx[2], ctx[1]);
 	return 0;
 }
 
@@ -400,6 +438,18 @@ static __always_inline u64 kprobe_reason(struct pt_regs *regs, u64 desc)
 	return 0;
 }
 
+/*
+ * The caller of a drop function: at a kprobe on the function's first
+ * instruction, the return address is at the top of the stack.
+ */
+static __always_inline u64 kprobe_location(struct pt_regs *regs, u64 desc)
+{
+	u64 loc = 0;
+	if (desc_reason_pos(desc))
+		bpf_probe_read_kernel(&loc, sizeof(loc), (void *)regs->sp);
+	return loc;
+}
+
 /* kprobe and kprobe-multi: one program per skb position, cookie = descriptor. */
 #define KPROBE(N, REG)                                                         \
 	SEC("kprobe/placeholder")                                              \
@@ -407,7 +457,8 @@ static __always_inline u64 kprobe_reason(struct pt_regs *regs, u64 desc)
 	{                                                                      \
 		u64 desc = bpf_get_attach_cookie(regs);                        \
 		handle((struct sk_buff *)regs->REG, desc,                      \
-		       kprobe_reason(regs, desc));                             \
+		       kprobe_reason(regs, desc),                              \
+		       kprobe_location(regs, desc));                           \
 		return 0;                                                      \
 	}                                                                      \
 	SEC("kprobe.multi/placeholder")                                        \
@@ -415,7 +466,8 @@ static __always_inline u64 kprobe_reason(struct pt_regs *regs, u64 desc)
 	{                                                                      \
 		u64 desc = bpf_get_attach_cookie(regs);                        \
 		handle((struct sk_buff *)regs->REG, desc,                      \
-		       kprobe_reason(regs, desc));                             \
+		       kprobe_reason(regs, desc),                              \
+		       kprobe_location(regs, desc));                           \
 		return 0;                                                      \
 	}
 

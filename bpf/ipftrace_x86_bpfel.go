@@ -33,7 +33,9 @@ type IpftraceEvent struct {
 		Proto     uint8
 		Pad       [2]uint8
 	}
-	Data [64]uint8
+	Data      [64]uint8
+	Location  uint64
+	DataValid uint64
 }
 
 // Names of all BPF objects in the ELF.

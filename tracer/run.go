@@ -12,7 +12,9 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 
+	"github.com/ipftrace/ipftrace/drop"
 	"github.com/ipftrace/ipftrace/journey"
+	"github.com/ipftrace/ipftrace/ksym"
 	"github.com/ipftrace/ipftrace/output"
 )
 
@@ -78,6 +80,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	decorate(w, t.dropFinder(names))
 
 	rd, err := ringbuf.NewReader(objs.maps["events"])
 	if err != nil {
@@ -215,6 +218,43 @@ func (t *tracer) loop(ctx context.Context, rd *ringbuf.Reader, asm *journey.Asse
 			nextTick = now.Add(poll)
 			asm.Tick(ktimeNow(), emit)
 			acct.poll()
+		}
+	}
+}
+
+// dropFinder returns the drop finder of this run, or nil if the kernel has
+// no drop reasons.
+func (t *tracer) dropFinder(names output.NameList) *drop.Finder {
+	if len(t.cfg.DropReasons) == 0 {
+		return nil
+	}
+	syms := &ksym.Lazy{}
+	return &drop.Finder{Reasons: t.cfg.DropReasons, FuncName: names.Name, Symbol: syms.Lookup}
+}
+
+// decorate sets the output hooks: the drop line or fields.
+func decorate(w output.Writer, drops *drop.Finder) {
+	dropOf := func(j journey.Journey) (string, string, bool) {
+		d, ok := drops.Find(j)
+		return d.Reason, d.At, ok
+	}
+	switch w := w.(type) {
+	case *output.Text:
+		if drops != nil {
+			w.Trailer = func(j journey.Journey) string {
+				d, ok := drops.Find(j)
+				switch {
+				case !ok:
+					return ""
+				case d.At == "":
+					return "dropped: " + d.Reason
+				}
+				return "dropped: " + d.Reason + " at " + d.At
+			}
+		}
+	case *output.JSON:
+		if drops != nil {
+			w.Drop = dropOf
 		}
 	}
 }
