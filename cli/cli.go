@@ -12,9 +12,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cilium/ebpf/btf"
+
 	"github.com/ipftrace/ipftrace/btfscan"
 	"github.com/ipftrace/ipftrace/gen"
 	"github.com/ipftrace/ipftrace/manifest"
+	"github.com/ipftrace/ipftrace/module"
 	"github.com/ipftrace/ipftrace/tracer"
 )
 
@@ -82,6 +85,11 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, ExitUsage, err)
 	}
+	if len(o.Modules) > 0 {
+		if cfg.Modules, err = buildModules(o.Modules); err != nil {
+			return fail(stderr, ExitUsage, err)
+		}
+	}
 	cfg.Stdout, cfg.Stderr = stdout, stderr
 	if err := runTracer(ctx, cfg); err != nil {
 		if errors.Is(err, context.Canceled) {
@@ -90,6 +98,19 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, ExitRuntime, err)
 	}
 	return ExitOK
+}
+
+// kernelSpec is the running kernel's BTF, replaceable in tests.
+var kernelSpec = btf.LoadKernelSpec
+
+// buildModules compiles the -m modules against the running kernel's BTF:
+// the programs run there, whatever --btf says.
+func buildModules(args []string) (*module.Program, error) {
+	spec, err := kernelSpec()
+	if err != nil {
+		return nil, fmt.Errorf("modules: load the running kernel's BTF: %w", err)
+	}
+	return module.Build(args, spec)
 }
 
 func scanOptions(o *Options) btfscan.Options {
@@ -154,7 +175,9 @@ Functions:
   -ls, --list-func        list the functions that would be traced, and exit
        --auto             trace every skb function found in BTF
   -e,  --egress FUNC,...  also end journeys at these functions
-  -m,  --module NAME      custom match module (repeatable; reserved)
+  -m,  --module NAME      custom data module (repeatable): gso, mark, dev, netns,
+                          meta, or a YAML file (fields read from each skb, with
+                          optional match conditions; 64 bytes per event)
 
 Tracing:
   -b,  --backend NAME     auto, fentry, kprobe-multi, kprobe or tracepoint (default auto)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/ipftrace/ipftrace/btfscan"
 	"github.com/ipftrace/ipftrace/filter"
+	"github.com/ipftrace/ipftrace/module"
 )
 
 // Target is one function or tracepoint to attach to. Its index in
@@ -45,6 +46,7 @@ type Config struct {
 	Format      string            // text or json
 	Verbose     bool              // list skipped functions, show verifier logs
 	DropReasons map[uint64]string // enum skb_drop_reason names (btfscan.DropReasons); nil: drops are not named
+	Modules     *module.Program   // the -m modules' fields and match conditions; nil: none
 	Stdout      io.Writer         // journeys
 	Stderr      io.Writer         // progress, summaries, warnings
 }

@@ -29,6 +29,7 @@ type objects struct {
 	spec  *ebpf.CollectionSpec
 	maps  map[string]*ebpf.Map
 	cache *btf.Cache
+	fill  asm.Instructions // body of fill_data from the -m modules; nil: the compiled stub
 }
 
 // newObjects loads the collection spec, sets the filter constants and creates
@@ -85,6 +86,13 @@ func (o *objects) loadProgram(template, attachTo string, desc uint64, patch bool
 			return nil, fmt.Errorf("%s: %w", template, err)
 		}
 	}
+	if o.fill != nil {
+		insns, err := replaceFunc(ps.Instructions, fillFunc, o.fill)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", template, err)
+		}
+		ps.Instructions = insns
+	}
 	cs := &ebpf.CollectionSpec{
 		Maps:      o.spec.Maps,
 		Programs:  map[string]*ebpf.ProgramSpec{template: ps},
@@ -100,6 +108,42 @@ func (o *objects) loadProgram(template, attachTo string, desc uint64, patch bool
 	}
 	defer coll.Close()
 	return coll.DetachProgram(template), nil
+}
+
+// fillFunc is the subprogram of bpf/ipftrace.c whose body the module code
+// replaces.
+const fillFunc = "fill_data"
+
+// replaceFunc returns insns with the body of subprogram name replaced by
+// body. The first instruction keeps the symbol and the BTF function info.
+func replaceFunc(insns asm.Instructions, name string, body asm.Instructions) (asm.Instructions, error) {
+	start := -1
+	for i := range insns {
+		if insns[i].Symbol() == name {
+			start = i
+			break
+		}
+	}
+	if start < 0 {
+		return nil, fmt.Errorf("no subprogram %s", name)
+	}
+	end := len(insns)
+	for i := start + 1; i < len(insns); i++ {
+		if insns[i].Symbol() != "" {
+			end = i
+			break
+		}
+	}
+	if len(body) == 0 {
+		return nil, fmt.Errorf("empty body for %s", name)
+	}
+	out := make(asm.Instructions, 0, len(insns)-(end-start)+len(body))
+	out = append(out, insns[:start]...)
+	first := body[0]
+	first.Metadata = insns[start].Metadata
+	out = append(out, first)
+	out = append(out, body[1:]...)
+	return append(out, insns[end:]...), nil
 }
 
 // patchDescriptor replaces every descMarker ld_imm64 constant with desc.

@@ -15,6 +15,7 @@ import (
 	"github.com/ipftrace/ipftrace/drop"
 	"github.com/ipftrace/ipftrace/journey"
 	"github.com/ipftrace/ipftrace/ksym"
+	"github.com/ipftrace/ipftrace/module"
 	"github.com/ipftrace/ipftrace/output"
 )
 
@@ -56,6 +57,9 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer objs.Close()
+	if cfg.Modules != nil {
+		objs.fill = cfg.Modules.Instructions()
+	}
 	t := &tracer{cfg: cfg, objs: objs}
 
 	backend, why, err := t.chooseBackend()
@@ -80,7 +84,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	decorate(w, t.dropFinder(names))
+	decorate(w, t.dropFinder(names), cfg.Modules)
 
 	rd, err := ringbuf.NewReader(objs.maps["events"])
 	if err != nil {
@@ -232,8 +236,9 @@ func (t *tracer) dropFinder(names output.NameList) *drop.Finder {
 	return &drop.Finder{Reasons: t.cfg.DropReasons, FuncName: names.Name, Symbol: syms.Lookup}
 }
 
-// decorate sets the output hooks: the drop line or fields.
-func decorate(w output.Writer, drops *drop.Finder) {
+// decorate sets the output hooks: the drop line or fields, and the
+// modules' Custom Data.
+func decorate(w output.Writer, drops *drop.Finder, mods *module.Program) {
 	dropOf := func(j journey.Journey) (string, string, bool) {
 		d, ok := drops.Find(j)
 		return d.Reason, d.At, ok
@@ -252,9 +257,19 @@ func decorate(w output.Writer, drops *drop.Finder) {
 				return "dropped: " + d.Reason + " at " + d.At
 			}
 		}
+		if mods != nil {
+			var fields []output.Field
+			w.Decorate = func(ev journey.Event) string {
+				fields = mods.Decode(&ev, fields[:0])
+				return string(output.AppendFields(nil, fields))
+			}
+		}
 	case *output.JSON:
 		if drops != nil {
 			w.Drop = dropOf
+		}
+		if mods != nil {
+			w.Data = mods.Decode
 		}
 	}
 }
