@@ -69,6 +69,7 @@ const maxIndex = 1 << 16
 // ->member, .member and [N] steps, with optional spaces between them.
 func ParseExpr(s string) (Expr, error) {
 	p := exprParser{s: s}
+	p.space()
 	root := p.ident()
 	if root == "" {
 		return Expr{}, fmt.Errorf("%q: want an expression starting with %s", s, strings.Join(Roots, " or "))
