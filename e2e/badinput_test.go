@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,9 +11,9 @@ import (
 	"time"
 )
 
-// TestBadInput: bad flags and files exit with status 2 and one stderr line
-// "ipftrace: ...", print nothing on stdout, create no ready file and load no
-// BPF program.
+// TestBadInput: bad flags, files and -m modules exit with status 2 and one
+// stderr line "ipftrace: ..." (naming the problem, for modules), print
+// nothing on stdout, create no ready file and load no BPF program.
 func TestBadInput(t *testing.T) {
 	requireRoot(t)
 	dir := t.TempDir()
@@ -20,19 +21,55 @@ func TestBadInput(t *testing.T) {
 	if err := os.WriteFile(badYAML, []byte("functions: [\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cases := [][]string{
-		{"--auto", "-p", "bogus"},
-		{"--auto", "-dp", "70000"},
-		{"--auto", "-iv", "5"},
-		{"--auto", "-b", "nope"},
-		{"--auto", "-d", "10.0.0.300"},
-		{"--auto", "-iv", "4", "-d", "fd00::2"},
-		{"--auto", "-p", "icmp", "-dp", "80"},
-		{"--auto", "-o", "xml"},
-		{"--auto", "--frobnicate"},
-		{filepath.Join(dir, "missing.yaml")},
-		{badYAML},
+	type badCase struct {
+		args []string
+		want string // substring of the error line ("" for any)
 	}
+	cases := []badCase{
+		{[]string{"--auto", "-p", "bogus"}, ""},
+		{[]string{"--auto", "-dp", "70000"}, ""},
+		{[]string{"--auto", "-iv", "5"}, ""},
+		{[]string{"--auto", "-b", "nope"}, ""},
+		{[]string{"--auto", "-d", "10.0.0.300"}, ""},
+		{[]string{"--auto", "-iv", "4", "-d", "fd00::2"}, ""},
+		{[]string{"--auto", "-p", "icmp", "-dp", "80"}, ""},
+		{[]string{"--auto", "-o", "xml"}, ""},
+		{[]string{"--auto", "--frobnicate"}, ""},
+		{[]string{filepath.Join(dir, "missing.yaml")}, ""},
+		{[]string{badYAML}, ""},
+	}
+	// Bad -m modules, resolved against this kernel's BTF.
+	module := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	var many, big strings.Builder
+	many.WriteString("fields:\n")
+	for i := range 17 {
+		fmt.Fprintf(&many, "  - {name: f%d, expr: skb->len, match: \"!= %d\"}\n", i, i)
+	}
+	big.WriteString("fields:\n")
+	for i := range 5 {
+		fmt.Fprintf(&big, "  - {name: dev%d, expr: skb->dev->name, match: \"!= x%d\"}\n", i, i)
+	}
+	for _, mc := range []struct{ file, content, want string }{
+		{"unknown.yaml", "fields:\n  - {name: x, expr: skb->lenn}\n", "field x: skb->lenn: struct sk_buff has no member lenn"},
+		{"notscalar.yaml", "fields:\n  - {name: x, expr: skb->dev->nd_net}\n", "skb->dev->nd_net: possible_net_t is not a scalar or string"},
+		{"many.yaml", many.String(), "too many fields: 17, at most 16"},
+		{"big.yaml", big.String(), "data area too large: the fields need 80 bytes, the budget is 64 bytes per event"},
+		{"format.yaml", "fields:\n  - {name: x, expr: skb->len, format: \"enum:no_such_enum\"}\n", "no enum no_such_enum in kernel BTF"},
+		{"match.yaml", "fields:\n  - {name: x, expr: skb->dev->name, match: \"> eth0\"}\n", "strings support == and != only"},
+		{"syntax.yaml", "fields: [\n", "module " + filepath.Join(dir, "syntax.yaml")},
+	} {
+		cases = append(cases, badCase{[]string{"--auto", "-m", module(mc.file, mc.content)}, mc.want})
+	}
+	cases = append(cases,
+		badCase{[]string{"--auto", "-m", "gso", "-m", "nosuch"}, "module nosuch: no such built-in module"},
+		badCase{[]string{"--auto", "-m", filepath.Join(dir, "missing-module.yaml")}, "no such file or directory"},
+	)
 	// Program IDs only grow: if the sentinels around the runs are
 	// consecutive, nothing (ipftrace included) loaded a program in between.
 	// Other BPF users on the host can break that; retry for a while.
@@ -44,7 +81,8 @@ func TestBadInput(t *testing.T) {
 			time.Sleep(time.Second)
 		}
 		first := sentinelProgID(t)
-		for i, args := range cases {
+		for i, bc := range cases {
+			args := bc.args
 			ready := filepath.Join(dir, "ready")
 			full := append(append(backendArgs(), args...), "--ready-file", ready)
 			stdout, stderr, code := ipftrace(t, full...)
@@ -60,6 +98,9 @@ func TestBadInput(t *testing.T) {
 			lines := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
 			if len(lines) != 1 || !strings.HasPrefix(lines[0], "ipftrace: ") || !strings.HasSuffix(stderr, "\n") {
 				t.Errorf("case %d: ipftrace %s: stderr is not one line \"ipftrace: ...\":\n%s", i, strings.Join(full, " "), stderr)
+			}
+			if bc.want != "" && !strings.Contains(stderr, bc.want) {
+				t.Errorf("case %d: ipftrace %s: stderr %q does not say %q", i, strings.Join(full, " "), stderr, bc.want)
 			}
 			if _, err := os.Stat(ready); err == nil {
 				t.Errorf("case %d: ipftrace %s created the ready file", i, strings.Join(full, " "))

@@ -52,9 +52,10 @@ func TestDrop(t *testing.T) {
 		return false
 	})
 	tr.stop()
-	// Where: nf_hook_slow frees the skb on an NF_DROP verdict on 6.1 and
-	// 6.12; on the 6.18 host the kfree_skb tracepoint's location is in
-	// nft_do_chain (nf_tables frees it there).
+	// Where: the caller of the drop function, nft_do_chain, where the
+	// kfree_skb tracepoint's location (6.18 host) and the kprobe's return
+	// address (6.1) point; fentry has no caller address and names the
+	// traced function before the drop, nf_hook_slow.
 	if dropped.DropReason != "NETFILTER_DROP" || (dropped.DropLocation != "nf_hook_slow" && dropped.DropLocation != "nft_do_chain") {
 		t.Errorf("drop_reason %q at %q, want NETFILTER_DROP at nf_hook_slow or nft_do_chain: %s", dropped.DropReason, dropped.DropLocation, dropped)
 	}
