@@ -89,6 +89,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if cfg.Modules, err = buildModules(o.Modules); err != nil {
 			return fail(stderr, ExitUsage, err)
 		}
+		for _, w := range cfg.Modules.Warnings() {
+			fmt.Fprintf(stderr, "ipftrace: %s\n", w)
+		}
 	}
 	cfg.Stdout, cfg.Stderr = stdout, stderr
 	if err := runTracer(ctx, cfg); err != nil {

@@ -11,7 +11,8 @@ import (
 // carries, their layout in the event's data area and the BPF code that
 // reads them.
 type Program struct {
-	slots  []*slot
+	slots    []*slot
+	warnings []string
 	shinfo *shinfoLayout
 	insns  asm.Instructions
 }
@@ -69,8 +70,12 @@ func Compile(mods []*Module, spec *btf.Spec) (*Program, error) {
 				continue
 			}
 			s, err := r.resolve(e)
+			r.warnings = r.warnings[:0]
 			if err == nil {
 				err = r.applyFormat(s, f.Format)
+			}
+			for _, w := range r.warnings {
+				p.warnings = append(p.warnings, fmt.Sprintf("module %s: field %s: %s", m.source, f.Name, w))
 			}
 			if err == nil && f.Match != "" {
 				var mt Match
@@ -154,6 +159,10 @@ func shinfoOf(r *resolver) (*shinfoLayout, error) {
 	}
 	return l, nil
 }
+
+// Warnings returns what the modules asked for that this kernel cannot
+// give, such as an enum that is not in its BTF (the field prints numbers).
+func (p *Program) Warnings() []string { return p.warnings }
 
 // Instructions returns the body of the fill_data subprogram.
 func (p *Program) Instructions() asm.Instructions { return p.insns }

@@ -76,9 +76,15 @@ type slotMatch struct {
 
 // resolver resolves expressions against one BTF spec.
 type resolver struct {
-	spec  *btf.Spec
-	roots map[string]btf.Type // struct sk_buff, struct skb_shared_info
+	spec     *btf.Spec
+	roots    map[string]btf.Type // struct sk_buff, struct skb_shared_info
+	warnings []string            // of the field being resolved
 }
+
+// missingEnumError is an enum:/flags: name the kernel's BTF does not have.
+type missingEnumError string
+
+func (e missingEnumError) Error() string { return string(e) }
 
 func newResolver(spec *btf.Spec) (*resolver, error) {
 	r := &resolver{spec: spec, roots: map[string]btf.Type{}}
@@ -397,7 +403,7 @@ func (r *resolver) lookupEnum(name string) (*names, error) {
 			}
 		}
 		if len(enums) == 0 {
-			return nil, fmt.Errorf("no enum constants named %s in kernel BTF", name)
+			return nil, missingEnumError(fmt.Sprintf("no enum constants named %s in kernel BTF", name))
 		}
 		return enumNames(enums, prefix), nil
 	}
@@ -412,7 +418,7 @@ func (r *resolver) lookupEnum(name string) (*names, error) {
 		}
 	}
 	if len(enums) == 0 {
-		return nil, fmt.Errorf("no enum %s in kernel BTF", name)
+		return nil, missingEnumError(fmt.Sprintf("no enum %s in kernel BTF", name))
 	}
 	return enumNames(enums[:1], ""), nil
 }
@@ -441,6 +447,14 @@ func (r *resolver) applyFormat(s *slot, f string) error {
 		}
 	case "enum", "flags":
 		n, err := r.lookupEnum(arg)
+		var missing missingEnumError
+		if errors.As(err, &missing) {
+			// Not every enum of the sources is in BTF (AF_* are macros,
+			// for example): print numbers rather than refuse.
+			r.warnings = append(r.warnings, fmt.Sprintf("format %s: %v; printing numbers", f, err))
+			s.format = fmtDec
+			return nil
+		}
 		if err != nil {
 			return fmt.Errorf("format %s: %w", f, err)
 		}
