@@ -13,8 +13,8 @@ import (
 type Program struct {
 	slots    []*slot
 	warnings []string
-	shinfo *shinfoLayout
-	insns  asm.Instructions
+	shinfo   *shinfoLayout
+	insns    asm.Instructions
 }
 
 // shinfoLayout says how BPF finds skb_shinfo(skb): skb->head + skb->end,
@@ -138,7 +138,7 @@ func shinfoOf(r *resolver) (*shinfoLayout, error) {
 	if !ok {
 		return nil, fmt.Errorf("shinfo: struct sk_buff has no member head")
 	}
-	if _, isPtr := func() (btf.Type, bool) { t, _ := skipQualifiers(head.Type); _, ok := t.(*btf.Pointer); return t, ok }(); !isPtr {
+	if t, _ := skipQualifiers(head.Type); !isPointer(t) {
 		return nil, fmt.Errorf("shinfo: sk_buff.head is %s, not a pointer", typeName(head.Type))
 	}
 	end, endOff, ok := findMember(skb, "end", 0)
@@ -163,6 +163,11 @@ func shinfoOf(r *resolver) (*shinfoLayout, error) {
 // Warnings returns what the modules asked for that this kernel cannot
 // give, such as an enum that is not in its BTF (the field prints numbers).
 func (p *Program) Warnings() []string { return p.warnings }
+
+func isPointer(t btf.Type) bool {
+	_, ok := t.(*btf.Pointer)
+	return ok
+}
 
 // Instructions returns the body of the fill_data subprogram.
 func (p *Program) Instructions() asm.Instructions { return p.insns }

@@ -1,9 +1,11 @@
 package module
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math/bits"
+	"slices"
 	"strings"
 
 	"github.com/cilium/ebpf/btf"
@@ -206,7 +208,6 @@ func (r *resolver) resolve(e Expr) (*slot, error) {
 	inReg := true
 	var off uint64 // bytes from the last pointer
 	var bitOff, bitSize btf.Bits
-	be := false
 	for i, st := range e.Steps {
 		where := e.prefix(i + 1)
 		if bitSize != 0 {
@@ -275,8 +276,7 @@ func (r *resolver) resolve(e Expr) (*slot, error) {
 	if inReg {
 		return nil, fmt.Errorf("%s: want a member, such as %s->len", e, e.Root)
 	}
-	leaf, leafBE := skipQualifiers(cur)
-	be = leafBE
+	leaf, be := skipQualifiers(cur)
 	switch t := leaf.(type) {
 	case *btf.Int:
 		s.size = t.Size
@@ -357,25 +357,10 @@ func enumNames(enums []*btf.Enum, prefix string) *names {
 			}
 		}
 	}
-	// Ascending bit order, one name per bit.
-	sortBits(n.bits)
+	// Ascending bit order, the first name of each bit.
+	slices.SortStableFunc(n.bits, func(a, b bitName) int { return cmp.Compare(a.bit, b.bit) })
+	n.bits = slices.CompactFunc(n.bits, func(a, b bitName) bool { return a.bit == b.bit })
 	return n
-}
-
-func sortBits(b []bitName) {
-	for i := 1; i < len(b); i++ {
-		for j := i; j > 0 && b[j].bit < b[j-1].bit; j-- {
-			b[j], b[j-1] = b[j-1], b[j]
-		}
-	}
-	out := b[:0]
-	for i, x := range b {
-		if i > 0 && x.bit == b[i-1].bit {
-			continue
-		}
-		out = append(out, x)
-	}
-	copy(b, out)
 }
 
 // lookupEnum resolves the NAME of enum:NAME and flags:NAME: an enum type,
@@ -499,7 +484,11 @@ func (s *slot) applyMatch(m Match) error {
 		}
 	}
 	if !ok {
-		return fmt.Errorf("match %s %s: want a number%s", m.Op, m.Operand, map[bool]string{true: " or a constant of the field's enum", false: ""}[s.names != nil])
+		want := "a number"
+		if s.names != nil {
+			want += " or a constant of the field's enum"
+		}
+		return fmt.Errorf("match %s %s: want %s", m.Op, m.Operand, want)
 	}
 	s.match = &slotMatch{op: m.Op, value: v}
 	return nil
