@@ -183,7 +183,8 @@ func TestModuleGSOv6JSON(t *testing.T) {
 // TestModuleMatchMark: two UDP flows from a to b; an nftables rule in a
 // marks one of them (meta mark set 0x10). A module whose field carries the
 // match condition "== 0x10" keeps exactly the marked flow: its journeys are
-// printed, every event with mark 16, and the other flow's are not.
+// printed, every event with mark 16, and the other flow's are not; no
+// event that failed the condition went through the ring buffer.
 func TestModuleMatchMark(t *testing.T) {
 	p := newNetPair(t)
 	requireTool(t, "nft")
@@ -220,7 +221,23 @@ func TestModuleMatchMark(t *testing.T) {
 		return false
 	})
 	tr.stop()
-	js := p.filterOurs(tr.journeys())
+	// The condition is checked in BPF before the ring buffer: every event
+	// received is one of the printed journeys' (all of them, whatever
+	// namespace), none was received and then filtered out.
+	all := tr.journeys()
+	printed := 0
+	for _, j := range all {
+		printed += len(j.Events)
+	}
+	m := regexp.MustCompile(`(?m)^ipftrace: \d+ journeys, (\d+) events received, lost (\d+) events$`).FindStringSubmatch(tr.stderr.String())
+	if m == nil {
+		t.Fatalf("no exit summary on stderr:\n%s", tr.stderr.String())
+	}
+	if received, _ := strconv.Atoi(m[1]); received != printed {
+		t.Errorf("%d events received from the ring buffer, %d printed: the match condition was not applied in BPF; stderr:\n%s",
+			received, printed, tr.stderr.String())
+	}
+	js := p.filterOurs(all)
 	for _, j := range js {
 		if !isFlow(j, 4, "UDP", addrA, addrB, marked.sport, sinkMarked.port) {
 			t.Errorf("journey of a flow without the mark: %s", j)
