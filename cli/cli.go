@@ -113,7 +113,10 @@ func buildModules(args []string) (*module.Program, error) {
 	if err != nil {
 		return nil, fmt.Errorf("modules: load the running kernel's BTF: %w", err)
 	}
-	return module.Build(args, spec)
+	find := func(prefix string) ([]btf.TypeID, error) {
+		return btfscan.EnumsWithPrefix(btfscan.DefaultBTFPath, prefix)
+	}
+	return module.Build(args, spec, find)
 }
 
 func scanOptions(o *Options) btfscan.Options {

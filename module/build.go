@@ -31,7 +31,10 @@ type shinfoLayout struct {
 // no match) are read once; a name used by two different fields is printed
 // as module.name for the later ones. The fields must fit MaxFields and the
 // DataSize-byte data area.
-func Build(args []string, spec *btf.Spec) (*Program, error) {
+//
+// find, if not nil, finds the enums of flags:PREFIX* and enum:PREFIX*
+// formats without walking every type of spec.
+func Build(args []string, spec *btf.Spec, find EnumFinder) (*Program, error) {
 	var mods []*Module
 	seen := map[string]bool{}
 	for _, a := range args {
@@ -45,16 +48,17 @@ func Build(args []string, spec *btf.Spec) (*Program, error) {
 		seen[m.Name] = true
 		mods = append(mods, m)
 	}
-	return Compile(mods, spec)
+	return Compile(mods, spec, find)
 }
 
 // Compile resolves and lays out the fields of mods against spec and
-// generates their BPF code.
-func Compile(mods []*Module, spec *btf.Spec) (*Program, error) {
+// generates their BPF code (find: as for Build).
+func Compile(mods []*Module, spec *btf.Spec, find EnumFinder) (*Program, error) {
 	r, err := newResolver(spec)
 	if err != nil {
 		return nil, err
 	}
+	r.enumIDs = find
 	p := &Program{}
 	type key struct{ name, expr, format string }
 	shared := map[key]bool{}

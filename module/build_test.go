@@ -10,6 +10,7 @@ import (
 
 	"github.com/cilium/ebpf/btf"
 
+	"github.com/ipftrace/ipftrace/btfscan"
 	"github.com/ipftrace/ipftrace/journey"
 	"github.com/ipftrace/ipftrace/output"
 )
@@ -115,7 +116,7 @@ func TestCompileErrors(t *testing.T) {
 		{"int match not a number", []*Module{mod("m", Field{Name: "x", Expr: "skb->len", Match: "== ten"})}, "want a number"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Compile(tc.mods, spec)
+			_, err := Compile(tc.mods, spec, nil)
 			if err == nil || !strings.Contains(err.Error(), tc.err) {
 				t.Fatalf("Compile: %v; want error containing %q", err, tc.err)
 			}
@@ -197,7 +198,7 @@ func jsonOf(fields []output.Field) string {
 
 func TestBuiltinsRun(t *testing.T) {
 	spec := syntheticSpec(t)
-	p, err := Build([]string{"gso", "mark", "dev", "netns", "meta"}, spec)
+	p, err := Build([]string{"gso", "mark", "dev", "netns", "meta"}, spec, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +249,7 @@ func TestUserModuleRun(t *testing.T) {
 		Field{Name: "more", Expr: "skb->more", Format: "hex"},
 		Field{Name: "off", Expr: "shinfo->frags[1].off"},
 		Field{Name: "sk", Expr: "skb->sk"},
-	)}, spec)
+	)}, spec, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,7 +301,7 @@ func TestMatch(t *testing.T) {
 		{"skb->sk->__sk_common.skc_family", "enum:address_families", "== AF_INET6", false},
 	} {
 		name := tc.expr + " " + tc.match
-		p, err := Compile([]*Module{mod("m", Field{Name: "x", Expr: tc.expr, Format: tc.format, Match: tc.match})}, spec)
+		p, err := Compile([]*Module{mod("m", Field{Name: "x", Expr: tc.expr, Format: tc.format, Match: tc.match})}, spec, nil)
 		if err != nil {
 			t.Errorf("%s: %v", name, err)
 			continue
@@ -315,7 +316,7 @@ func TestMatch(t *testing.T) {
 	m := newSkbMem()
 	binary.LittleEndian.PutUint64(m.skb[offDev:], 0)
 	for _, cond := range []string{"== veth0", "!= veth0"} {
-		p, err := Compile([]*Module{mod("m", Field{Name: "x", Expr: "skb->dev->name", Match: cond})}, spec)
+		p, err := Compile([]*Module{mod("m", Field{Name: "x", Expr: "skb->dev->name", Match: cond})}, spec, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -326,7 +327,7 @@ func TestMatch(t *testing.T) {
 	// All conditions must hold.
 	p, err := Compile([]*Module{mod("m",
 		Field{Name: "mark", Expr: "skb->mark", Match: "== 0x10"},
-		Field{Name: "segs", Expr: "shinfo->gso_segs", Match: ">= 3"})}, spec)
+		Field{Name: "segs", Expr: "shinfo->gso_segs", Match: ">= 3"})}, spec, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,7 +342,7 @@ func TestMissingEnum(t *testing.T) {
 	spec := syntheticSpec(t)
 	p, err := Compile([]*Module{mod("m",
 		Field{Name: "x", Expr: "skb->len", Format: "enum:nosuch"},
-		Field{Name: "y", Expr: "skb->mark", Format: "flags:NOPE_*"})}, spec)
+		Field{Name: "y", Expr: "skb->mark", Format: "flags:NOPE_*"})}, spec, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -362,7 +363,7 @@ func TestSharedAndQualifiedNames(t *testing.T) {
 	p, err := Compile([]*Module{
 		mod("gso", Field{Name: "len", Expr: "skb->len"}, Field{Name: "segs", Expr: "shinfo->gso_segs"}),
 		mod("meta", Field{Name: "len", Expr: "skb->len"}, Field{Name: "segs", Expr: "skb->data_len"}),
-	}, spec)
+	}, spec, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -420,7 +421,7 @@ func TestKernelBTF(t *testing.T) {
 	if err != nil {
 		t.Skipf("no kernel BTF (%v): the built-ins are only checked against the synthetic BTF", err)
 	}
-	p, err := Build([]string{"gso", "mark", "dev", "netns", "meta"}, spec)
+	p, err := Build([]string{"gso", "mark", "dev", "netns", "meta"}, spec, nil)
 	if err != nil {
 		t.Fatalf("built-ins against the kernel BTF: %v", err)
 	}
@@ -434,6 +435,16 @@ func TestKernelBTF(t *testing.T) {
 		}
 	}
 	if gsoType == nil || gsoType.names == nil || gsoType.names.flags(1) != "SKB_GSO_TCPV4" {
-		t.Errorf("gso_type flags from the kernel's enum: %+v", gsoType)
+		t.Fatalf("gso_type flags from the kernel's enum: %+v", gsoType)
+	}
+	// The raw BTF scan finds the same enum as walking the whole spec.
+	find := func(prefix string) ([]btf.TypeID, error) { return btfscan.EnumsWithPrefix(btfscan.DefaultBTFPath, prefix) }
+	fast, err := Build([]string{"gso"}, spec, find)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow, fastNames := gsoType.names, fast.slots[3].names
+	if fast.slots[3].name != "gso_type" || fmt.Sprint(fastNames.bits) != fmt.Sprint(slow.bits) || len(fastNames.byValue) != len(slow.byValue) {
+		t.Errorf("SKB_GSO_* from the raw scan %v, from the spec %v", fastNames.bits, slow.bits)
 	}
 }

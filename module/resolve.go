@@ -79,6 +79,7 @@ type slotMatch struct {
 // resolver resolves expressions against one BTF spec.
 type resolver struct {
 	spec     *btf.Spec
+	enumIDs  EnumFinder          // nil: walk spec
 	roots    map[string]btf.Type // struct sk_buff, struct skb_shared_info
 	warnings []string            // of the field being resolved
 }
@@ -363,6 +364,51 @@ func enumNames(enums []*btf.Enum, prefix string) *names {
 	return n
 }
 
+// EnumFinder returns the type IDs, in the spec modules are resolved
+// against, of the enums that have a constant whose name starts with prefix
+// (see btfscan.EnumsWithPrefix).
+type EnumFinder func(prefix string) ([]btf.TypeID, error)
+
+// enumsWithPrefix returns the enums that have a constant whose name
+// starts with prefix.
+func (r *resolver) enumsWithPrefix(prefix string) ([]*btf.Enum, error) {
+	var enums []*btf.Enum
+	if r.enumIDs != nil {
+		ids, err := r.enumIDs(prefix)
+		if err != nil {
+			return nil, fmt.Errorf("look up enum constants %s*: %w", prefix, err)
+		}
+		for _, id := range ids {
+			t, err := r.spec.TypeByID(id)
+			if err != nil {
+				return nil, fmt.Errorf("look up enum constants %s*: %w", prefix, err)
+			}
+			en, ok := t.(*btf.Enum)
+			if !ok {
+				return nil, fmt.Errorf("look up enum constants %s*: type %d is %s, not an enum", prefix, id, typeName(t))
+			}
+			enums = append(enums, en)
+		}
+		return enums, nil
+	}
+	for t, err := range r.spec.All() {
+		if err != nil {
+			return nil, fmt.Errorf("read kernel BTF: %w", err)
+		}
+		en, ok := t.(*btf.Enum)
+		if !ok {
+			continue
+		}
+		for _, v := range en.Values {
+			if strings.HasPrefix(v.Name, prefix) {
+				enums = append(enums, en)
+				break
+			}
+		}
+	}
+	return enums, nil
+}
+
 // lookupEnum resolves the NAME of enum:NAME and flags:NAME: an enum type,
 // or with a trailing *, the constants of any enum whose names start with
 // the prefix (for the kernel's anonymous enums, such as SKB_GSO_*).
@@ -371,21 +417,9 @@ func (r *resolver) lookupEnum(name string) (*names, error) {
 		if prefix == "" {
 			return nil, errors.New("empty enum constant prefix")
 		}
-		var enums []*btf.Enum
-		for t, err := range r.spec.All() {
-			if err != nil {
-				return nil, fmt.Errorf("read kernel BTF: %w", err)
-			}
-			en, ok := t.(*btf.Enum)
-			if !ok {
-				continue
-			}
-			for _, v := range en.Values {
-				if strings.HasPrefix(v.Name, prefix) {
-					enums = append(enums, en)
-					break
-				}
-			}
+		enums, err := r.enumsWithPrefix(prefix)
+		if err != nil {
+			return nil, err
 		}
 		if len(enums) == 0 {
 			return nil, missingEnumError(fmt.Sprintf("no enum constants named %s in kernel BTF", name))
