@@ -114,6 +114,7 @@ func TestCompileErrors(t *testing.T) {
 		{"string match too long", []*Module{mod("m", Field{Name: "x", Expr: "skb->dev->name", Match: "== 12345678901234567"})}, "longer than the 16 bytes read"},
 		{"int match on string", []*Module{mod("m", Field{Name: "x", Expr: "skb->len", Match: `== "a"`})}, "skb->len is not a string"},
 		{"int match not a number", []*Module{mod("m", Field{Name: "x", Expr: "skb->len", Match: "== ten"})}, "want a number"},
+		{"true on a number", []*Module{mod("m", Field{Name: "x", Expr: "skb->len", Match: "== true"})}, "match == true: want a number"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Compile(tc.mods, spec, nil)
@@ -290,6 +291,10 @@ func TestMatch(t *testing.T) {
 		{"shinfo->gso_type", "", "& 0x3", true},
 		{"skb->pkt_type", "", "== 3", true},
 		{"skb->cloned", "", "== 1", true},
+		{"skb->cloned", "bool", "== true", true},
+		{"skb->cloned", "bool", "!= true", false},
+		{"skb->sk->sk_state", "", "== false", false},
+		{"skb->sk", "", "!= 0", true},
 		{"skb->protocol", "hex", "== 0x800", true}, // host order after the byte swap
 		{"skb->dev->name", "", `== "veth0"`, true},
 		{"skb->dev->name", "", "== veth0", true},

@@ -508,6 +508,13 @@ func (s *slot) applyMatch(m Match) error {
 		return fmt.Errorf("match %s %q: %s is not a string", m.Op, m.Operand, s.expr)
 	}
 	v, ok := parseInt(m.Operand)
+	switch {
+	case ok:
+	case m.Operand == "true":
+		v, ok = 1, s.format == fmtBool
+	case m.Operand == "false":
+		v, ok = 0, s.format == fmtBool
+	}
 	if !ok && s.names != nil {
 		ok = false
 		for val, name := range s.names.byValue {
@@ -519,6 +526,9 @@ func (s *slot) applyMatch(m Match) error {
 	}
 	if !ok {
 		want := "a number"
+		if s.format == fmtBool {
+			want += ", true or false"
+		}
 		if s.names != nil {
 			want += " or a constant of the field's enum"
 		}
