@@ -296,6 +296,9 @@ static __always_inline u32 skb_netns(struct sk_buff *skb)
 	return 0;
 }
 
+/* Set by userspace when -m modules replaced the body of fill_data(). */
+volatile const u8 modules_on;
+
 /*
  * fill_data reads the fields of the -m modules into b->data, sets a bit in
  * b->valid for each field it could read, and returns 0 if a match
@@ -321,9 +324,12 @@ static __always_inline void handle(struct sk_buff *skb, u64 desc, u64 reason, u6
 		return;
 
 	/* Module data and match conditions: before any ring buffer traffic. */
-	struct mod_buf mb = {};
-	if (!fill_data(skb, &mb))
-		return;
+	struct mod_buf mb;
+	if (modules_on) {
+		__builtin_memset(&mb, 0, sizeof(mb));
+		if (!fill_data(skb, &mb))
+			return;
+	}
 
 	count(COUNT_MATCHED);
 	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
@@ -340,8 +346,13 @@ static __always_inline void handle(struct sk_buff *skb, u64 desc, u64 reason, u6
 	e->len = BPF_CORE_READ(skb, len);
 	e->drop_reason = (u32)reason;
 	e->tuple = t;
-	__builtin_memcpy(e->data, mb.data, sizeof(e->data));
-	e->data_valid = mb.valid;
+	if (modules_on) {
+		__builtin_memcpy(e->data, mb.data, sizeof(e->data));
+		e->data_valid = mb.valid;
+	} else {
+		__builtin_memset(e->data, 0, sizeof(e->data));
+		e->data_valid = 0;
+	}
 	e->location = loc;
 
 	u64 flags = BPF_RB_NO_WAKEUP;

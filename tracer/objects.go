@@ -34,13 +34,23 @@ type objects struct {
 
 // newObjects loads the collection spec, sets the filter constants and creates
 // the shared maps (ring buffer, lost counters, constants, the stop flag).
-func newObjects(f filter.Filter, cache *btf.Cache) (*objects, error) {
+// fill is the body of fill_data generated from the -m modules (nil: none).
+func newObjects(f filter.Filter, fill asm.Instructions, cache *btf.Cache) (*objects, error) {
 	spec, err := bpf.LoadIpftrace()
 	if err != nil {
 		return nil, fmt.Errorf("load BPF object: %w", err)
 	}
 	if err := setFilter(spec, f); err != nil {
 		return nil, err
+	}
+	if fill != nil {
+		v, ok := spec.Variables["modules_on"]
+		if !ok {
+			return nil, errors.New("BPF object has no variable modules_on")
+		}
+		if err := v.Set(uint8(1)); err != nil {
+			return nil, fmt.Errorf("set modules_on: %w", err)
+		}
 	}
 	// Drop BTF line info: every clone would otherwise carry the source
 	// lines into its own BTF blob for the kernel to parse and check.
@@ -59,7 +69,7 @@ func newObjects(f filter.Filter, cache *btf.Cache) (*objects, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create BPF maps: %w", err)
 	}
-	return &objects{spec: spec, maps: coll.Maps, cache: cache}, nil
+	return &objects{spec: spec, maps: coll.Maps, cache: cache, fill: fill}, nil
 }
 
 // Close releases the maps. Loaded programs and links keep their own references.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
@@ -52,14 +53,15 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	start := time.Now()
 
-	objs, err := newObjects(cfg.Filter, btf.NewCache())
+	var fill asm.Instructions
+	if cfg.Modules != nil {
+		fill = cfg.Modules.Instructions()
+	}
+	objs, err := newObjects(cfg.Filter, fill, btf.NewCache())
 	if err != nil {
 		return err
 	}
 	defer objs.Close()
-	if cfg.Modules != nil {
-		objs.fill = cfg.Modules.Instructions()
-	}
 	t := &tracer{cfg: cfg, objs: objs}
 
 	backend, why, err := t.chooseBackend()
