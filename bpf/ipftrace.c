@@ -4,8 +4,8 @@
 /*
  * ipftrace's BPF side: one small handler shared by every backend.
  *
- * Each entry program finds the skb (from a fixed argument position) and a
- * 64-bit descriptor of the traced function, then calls handle(). The
+ * Each entry program finds the skb (from a fixed argument position), runs
+ * HANDLE() (flow filter, then for a match the descriptor and an event). The
  * descriptor holds the function ID in its low 32 bits and the 1-based
  * position of a drop-reason argument in bits 32..39 (0: none).
  *
@@ -150,18 +150,77 @@ struct ipv6hdr_min {
 	u8 daddr[16];
 };
 
+/* The skb fields the parser needs. */
+struct skb_hdrs {
+	unsigned char *head;
+	u16 nh_off;
+	u16 mac_off;
+	__be16 proto;
+};
+
 /*
- * Fill t from the packet. The network header is used where it is set;
- * otherwise the Ethernet header at the MAC header, with up to two VLAN
- * tags. Kept small on purpose: every traced function loads its own copy of
- * this code, so its size is the attach time.
+ * fentry and tp_btf: the skb is a BTF pointer, so its fields are plain
+ * (fault-checked) loads, no helper calls.
  */
-static __noinline int parse_skb(struct sk_buff *skb, struct tuple *t)
+static __always_inline void skb_hdrs_direct(struct sk_buff *skb, struct skb_hdrs *h)
 {
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	u16 nh_off = BPF_CORE_READ(skb, network_header);
-	u16 mac_off = BPF_CORE_READ(skb, mac_header);
-	__be16 proto = BPF_CORE_READ(skb, protocol);
+	h->head = skb->head;
+	h->nh_off = skb->network_header;
+	h->mac_off = skb->mac_header;
+	h->proto = skb->protocol;
+}
+
+/*
+ * kprobe and kprobe-multi: the skb is a plain address. protocol,
+ * network_header, mac_header and head sit within 24 bytes of each other in
+ * every kernel since 4.x (protocol, transport_header, network_header,
+ * mac_header, tail, end, head), so one probe read takes them all. The
+ * offsets are CO-RE constants: the verifier sees which branch is taken, and
+ * a kernel with another layout gets the four reads.
+ */
+static __always_inline void skb_hdrs_probe(struct sk_buff *skb, struct skb_hdrs *h)
+{
+	u32 base = bpf_core_field_offset(struct sk_buff, protocol);
+	u32 nh = bpf_core_field_offset(struct sk_buff, network_header) - base;
+	u32 mac = bpf_core_field_offset(struct sk_buff, mac_header) - base;
+	u32 hd = bpf_core_field_offset(struct sk_buff, head) - base;
+	union {
+		u16 h[12];
+		u64 q[3];
+	} w;
+
+	if (nh < 24 && mac < 24 && hd <= 16 && !(nh & 1) && !(mac & 1) && !(hd & 7)) {
+		if (bpf_probe_read_kernel(&w, sizeof(w), (void *)skb + base) < 0) {
+			h->head = 0;
+			return;
+		}
+		h->proto = w.h[0];
+		h->nh_off = w.h[nh / 2];
+		h->mac_off = w.h[mac / 2];
+		h->head = (unsigned char *)w.q[hd / 8];
+	} else {
+		h->head = BPF_CORE_READ(skb, head);
+		h->proto = BPF_CORE_READ(skb, protocol);
+		h->nh_off = BPF_CORE_READ(skb, network_header);
+		h->mac_off = BPF_CORE_READ(skb, mac_header);
+	}
+}
+
+/*
+ * Fill t with the IP version, protocol and addresses of the packet, and
+ * *l4 with the address of its L4 header (0 if it has none we can read: a
+ * non-first fragment). The network header is used where it is set;
+ * otherwise the Ethernet header at the MAC header, with up to two VLAN
+ * tags. Returns -1 for a packet that is not IP, else 0. Ports are read later, and
+ * only for packets whose addresses passed the filter: a packet of another
+ * flow costs one header read.
+ */
+static __noinline int parse_l3(struct skb_hdrs *hd, struct tuple *t, u64 *l4out)
+{
+	unsigned char *head = hd->head;
+	u16 nh_off = hd->nh_off;
+	u16 mac_off = hd->mac_off;
+	__be16 proto = hd->proto;
 	unsigned char *nh;
 	union {
 		u8 b[40];
@@ -245,14 +304,21 @@ static __noinline int parse_skb(struct sk_buff *skb, struct tuple *t)
 	} else {
 		return -1;
 	}
+	*l4out = (u64)l4;
+	return 0;
+}
 
-	if (next == IPPROTO_TCP || next == IPPROTO_UDP || next == IPPROTO_SCTP) {
-		__be16 ports[2];
-		if (bpf_probe_read_kernel(ports, sizeof(ports), l4) < 0)
-			return -1;
-		t->sport = bpf_ntohs(ports[0]);
-		t->dport = bpf_ntohs(ports[1]);
-	}
+/* Read the ports of a TCP, UDP or SCTP packet into t. */
+static __always_inline int parse_ports(u64 l4, struct tuple *t)
+{
+	__be16 ports[2];
+
+	if (!l4 || (t->proto != IPPROTO_TCP && t->proto != IPPROTO_UDP && t->proto != IPPROTO_SCTP))
+		return 0;
+	if (bpf_probe_read_kernel(ports, sizeof(ports), (void *)l4) < 0)
+		return -1;
+	t->sport = bpf_ntohs(ports[0]);
+	t->dport = bpf_ntohs(ports[1]);
 	return 0;
 }
 
@@ -268,7 +334,8 @@ static __always_inline int addr_match(const u8 *addr, u8 ver, u8 want_ver,
 	return ((a[0] ^ want[0]) & mask[0]) == 0 && ((a[1] ^ want[1]) & mask[1]) == 0;
 }
 
-static __always_inline int flow_match(struct tuple *t)
+/* The filter on version, protocol and addresses. */
+static __always_inline int l3_match(struct tuple *t)
 {
 	if (f_ipversion && t->ipversion != f_ipversion)
 		return 0;
@@ -276,13 +343,28 @@ static __always_inline int flow_match(struct tuple *t)
 		return 0;
 	if (!addr_match(t->saddr, t->ipversion, f_saddr_ver, f_saddr, f_saddr_mask))
 		return 0;
-	if (!addr_match(t->daddr, t->ipversion, f_daddr_ver, f_daddr, f_daddr_mask))
-		return 0;
+	return addr_match(t->daddr, t->ipversion, f_daddr_ver, f_daddr, f_daddr_mask);
+}
+
+/* The filter on ports. */
+static __always_inline int port_match(struct tuple *t)
+{
 	if (f_sport_set && t->sport != f_sport)
 		return 0;
 	if (f_dport_set && t->dport != f_dport)
 		return 0;
 	return 1;
+}
+
+/* Parse the packet into t and report whether it belongs to the flow. */
+static __always_inline int flow_match(struct skb_hdrs *hd, struct tuple *t)
+{
+	u64 l4 = 0;
+	if (parse_l3(hd, t, &l4) < 0 || !l3_match(t))
+		return 0;
+	if (parse_ports(l4, t) < 0)
+		return 0;
+	return port_match(t);
 }
 
 static __always_inline u32 skb_netns(struct sk_buff *skb)
@@ -314,15 +396,31 @@ static __noinline int fill_data(struct sk_buff *skb, struct mod_buf *b)
 	return ret;
 }
 
-static __always_inline void handle(struct sk_buff *skb, u64 desc, u64 reason, u64 loc)
+/*
+ * The per-hit work of every program: match the packet against the flow
+ * filter, and for a match, send an event. direct says whether the skb is a
+ * BTF pointer (fentry, tp_btf) or a plain address (kprobes). The
+ * descriptor and drop reason are fetched only for a match (get_desc).
+ */
+#define HANDLE(skb, direct, get_desc)                                          \
+	do {                                                                   \
+		struct skb_hdrs hd;                                            \
+		struct tuple t = {};                                           \
+		if (ipft_disabled)                                             \
+			break;                                                 \
+		if (direct)                                                    \
+			skb_hdrs_direct(skb, &hd);                             \
+		else                                                           \
+			skb_hdrs_probe(skb, &hd);                              \
+		if (!flow_match(&hd, &t))                                      \
+			break;                                                 \
+		u64 desc = 0, reason = 0, loc = 0;                             \
+		get_desc;                                                      \
+		emit(skb, &t, desc, reason, loc);                              \
+	} while (0)
+
+static __noinline void emit(struct sk_buff *skb, struct tuple *t, u64 desc, u64 reason, u64 loc)
 {
-	struct tuple t = {};
-
-	if (ipft_disabled)
-		return;
-	if (parse_skb(skb, &t) < 0 || !flow_match(&t))
-		return;
-
 	/* Module data and match conditions: before any ring buffer traffic. */
 	struct mod_buf mb;
 	if (modules_on) {
@@ -345,7 +443,7 @@ static __always_inline void handle(struct sk_buff *skb, u64 desc, u64 reason, u6
 	e->ifindex = BPF_CORE_READ(skb, dev, ifindex);
 	e->len = BPF_CORE_READ(skb, len);
 	e->drop_reason = (u32)reason;
-	e->tuple = t;
+	e->tuple = *t;
 	if (modules_on) {
 		__builtin_memcpy(e->data, mb.data, sizeof(e->data));
 		e->data_valid = mb.valid;
@@ -378,14 +476,14 @@ static __always_inline u64 patched_desc(void)
 	SEC("fentry/placeholder")                                              \
 	int fentry_skb##N(u64 *ctx)                                            \
 	{                                                                      \
-		u64 desc = patched_desc();                                     \
-		u64 reason = 0;                                                \
-		u32 rpos = desc_reason_pos(desc);                              \
-		if (rpos)                                                      \
-			bpf_get_func_arg(ctx, rpos - 1, &reason);              \
 		struct sk_buff *skb = (struct sk_buff *)ctx[N - 1];            \
 		if (skb)                                                       \
-			handle(skb, desc, reason, 0);                          \
+			HANDLE(skb, 1, {                                       \
+				desc = patched_desc();                         \
+				u32 rpos = desc_reason_pos(desc);              \
+				if (rpos)                                      \
+					bpf_get_func_arg(ctx, rpos - 1, &reason); \
+			});                                                    \
 		return 0;                                                      \
 	}
 
@@ -409,7 +507,7 @@ FENTRY(12)
 	{                                                                      \
 		struct sk_buff *skb = (struct sk_buff *)ctx[N - 1];            \
 		if (skb)                                                       \
-			handle(skb, patched_desc(), 0, 0);                     \
+			HANDLE(skb, 1, desc = patched_desc());                 \
 		return 0;                                                      \
 	}
 
@@ -426,7 +524,11 @@ int tp_kfree_skb(u64 *ctx)
 {
 	struct sk_buff *skb = (struct sk_buff *)ctx[0];
 	if (skb)
-		handle(skb, patched_desc(), ctx[2], ctx[1]);
+		HANDLE(skb, 1, {
+			desc = patched_desc();
+			reason = ctx[2];
+			loc = ctx[1];
+		});
 	return 0;
 }
 
@@ -461,24 +563,31 @@ static __always_inline u64 kprobe_location(struct pt_regs *regs, u64 desc)
 	return loc;
 }
 
-/* kprobe and kprobe-multi: one program per skb position, cookie = descriptor. */
+/*
+ * kprobe and kprobe-multi: one program per skb position, cookie =
+ * descriptor (looked up only for a packet that matched).
+ */
 #define KPROBE(N, REG)                                                         \
 	SEC("kprobe/placeholder")                                              \
 	int kprobe_skb##N(struct pt_regs *regs)                                \
 	{                                                                      \
-		u64 desc = bpf_get_attach_cookie(regs);                        \
-		handle((struct sk_buff *)regs->REG, desc,                      \
-		       kprobe_reason(regs, desc),                              \
-		       kprobe_location(regs, desc));                           \
+		struct sk_buff *skb = (struct sk_buff *)regs->REG;             \
+		HANDLE(skb, 0, {                                               \
+			desc = bpf_get_attach_cookie(regs);                    \
+			reason = kprobe_reason(regs, desc);                    \
+			loc = kprobe_location(regs, desc);                     \
+		});                                                            \
 		return 0;                                                      \
 	}                                                                      \
 	SEC("kprobe.multi/placeholder")                                        \
 	int kprobe_multi_skb##N(struct pt_regs *regs)                          \
 	{                                                                      \
-		u64 desc = bpf_get_attach_cookie(regs);                        \
-		handle((struct sk_buff *)regs->REG, desc,                      \
-		       kprobe_reason(regs, desc),                              \
-		       kprobe_location(regs, desc));                           \
+		struct sk_buff *skb = (struct sk_buff *)regs->REG;             \
+		HANDLE(skb, 0, {                                               \
+			desc = bpf_get_attach_cookie(regs);                    \
+			reason = kprobe_reason(regs, desc);                    \
+			loc = kprobe_location(regs, desc);                     \
+		});                                                            \
 		return 0;                                                      \
 	}
 

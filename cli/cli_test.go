@@ -280,6 +280,7 @@ func TestPlanManifest(t *testing.T) {
     egress: true
 `)
 	r := run(t, nil, "--btf", vmlinux, m, "-e", "tcp_v4_rcv,net_dev_queue")
+	all := btfscan.BackendFentry | btfscan.BackendKprobeMulti | btfscan.BackendKprobe
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
@@ -287,12 +288,15 @@ func TestPlanManifest(t *testing.T) {
 		t.Errorf("stderr %q, want %q", r.stderr, want)
 	}
 	want := []tracer.Target{
-		{Name: "ip_rcv", SkbPos: 1, SkbSlot: 1, NumArgs: 4},
-		{Name: "ip_output", SkbPos: 3, SkbSlot: 3, NumArgs: 3},
-		{Name: "ip_local_deliver", SkbPos: 1, SkbSlot: 1, NumArgs: 1, Egress: true},
-		{Name: "sk_skb_reason_drop", SkbPos: 2, SkbSlot: 2, NumArgs: 3, Egress: true},
-		{Name: "consume_skb", SkbPos: 1, SkbSlot: 1, NumArgs: 1, Egress: true},
-		{Name: "tcp_v4_rcv", SkbPos: 1, SkbSlot: 1, NumArgs: 1, Egress: true},
+		{Name: "ip_rcv", SkbPos: 1, SkbSlot: 1, NumArgs: 4, Reach: all},
+		{Name: "ip_output", SkbPos: 3, SkbSlot: 3, NumArgs: 3, Reach: all},
+		{Name: "ip_local_deliver", SkbPos: 1, SkbSlot: 1, NumArgs: 1, Egress: true, Reach: all},
+		{Name: "sk_skb_reason_drop", SkbPos: 2, SkbSlot: 2, NumArgs: 3, Egress: true, Reach: all},
+		{Name: "consume_skb", SkbPos: 1, SkbSlot: 1, NumArgs: 1, Egress: true, Reach: all},
+		{Name: "tcp_v4_rcv", SkbPos: 1, SkbSlot: 1, NumArgs: 1, Egress: true, Reach: all},
+	}
+	if !r.cfg.Named {
+		t.Error("a manifest's functions are not marked as named")
 	}
 	if !slices.Equal(r.cfg.Funcs, want) {
 		t.Errorf("funcs\n got %+v\nwant %+v", r.cfg.Funcs, want)

@@ -30,6 +30,7 @@ func Plan(o *Options, scan *btfscan.Result) (tracer.Config, manifest.Summary, er
 		ReadyFile: o.ReadyFile,
 		Format:    o.Format,
 		Verbose:   o.Verbose,
+		Named:     o.Manifest != nil,
 	}
 	reasons, err := scan.DropReasons()
 	if err != nil {
@@ -123,6 +124,7 @@ func funcTarget(fn btfscan.Func, skbPos int, egress bool) tracer.Target {
 		NumArgs: fn.NumArgs,
 		Module:  fn.Module,
 		Egress:  egress,
+		Reach:   fn.Backends,
 	}
 }
 

@@ -175,7 +175,7 @@ func (t *tracer) attachOneTracing(id int, a *attachment) {
 		tmpl = tpTemplate(tg)
 		desc = descriptor(uint32(id), 0)
 	} else {
-		if tg.slot() > maxFentryArg {
+		if !reaches(BackendFentry, tg) {
 			a.addSkip(tg.Name, errPosition)
 			return
 		}
@@ -212,7 +212,7 @@ var errPosition = errors.New("skb argument out of reach")
 func (t *tracer) attachKprobeMulti(ctx context.Context, a *attachment, p *progress) error {
 	byPos := map[int][]int{}
 	for id, tg := range t.targets {
-		if tg.slot() > maxKprobeArg {
+		if !reaches(BackendKprobeMulti, tg) {
 			a.addSkip(tg.Name, errPosition)
 			p.step()
 			continue
@@ -312,7 +312,7 @@ func (t *tracer) attachKprobes(ctx context.Context, a *attachment, p *progress) 
 	var err error
 loop:
 	for id, tg := range t.targets {
-		if tg.slot() > maxKprobeArg {
+		if !reaches(BackendKprobe, tg) {
 			a.addSkip(tg.Name, errPosition)
 			p.step()
 			continue

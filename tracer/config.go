@@ -14,13 +14,14 @@ import (
 // Target is one function or tracepoint to attach to. Its index in
 // Config.Targets is its function ID in events.
 type Target struct {
-	Name       string // function or tracepoint name
-	SkbPos     int    // 1-based position of the skb argument
-	SkbSlot    int    // 1-based 8-byte argument slot of the skb (differs from SkbPos after a struct passed by value); 0 means SkbPos
-	NumArgs    int    // number of arguments
-	Module     string // kernel module, "" for vmlinux
-	Tracepoint bool   // a raw tracepoint rather than a function
-	Egress     bool   // a journey ends when it reaches this target
+	Name       string           // function or tracepoint name
+	SkbPos     int              // 1-based position of the skb argument
+	SkbSlot    int              // 1-based 8-byte argument slot of the skb (differs from SkbPos after a struct passed by value); 0 means SkbPos
+	NumArgs    int              // number of arguments
+	Module     string           // kernel module, "" for vmlinux
+	Tracepoint bool             // a raw tracepoint rather than a function
+	Egress     bool             // a journey ends when it reaches this target
+	Reach      btfscan.Backends // backends that can attach to it, from the scan (0: decide by position alone)
 }
 
 // slot returns the 8-byte argument slot the skb is read from.
@@ -36,6 +37,7 @@ type Config struct {
 	Backend     string            // auto, fentry, kprobe-multi, kprobe or tracepoint
 	Funcs       []Target          // functions to trace (fentry, kprobe-multi, kprobe)
 	Tracepoints []Target          // tracepoints to trace (tracepoint backend)
+	Named       bool              // Funcs were named by the user (a manifest), not discovered by --auto
 	Scan        *btfscan.Result   // the BTF scan the targets came from
 	Filter      filter.Filter     // flow filter, evaluated in BPF
 	Length      int               // a journey ends after this many events

@@ -72,9 +72,6 @@ func Run(ctx context.Context, cfg Config) error {
 	t.targets = cfg.Funcs
 	if backend == BackendTracepoint {
 		t.targets = cfg.Tracepoints
-		if len(cfg.Funcs) > 0 && cfg.Backend == BackendAuto {
-			why += fmt.Sprintf(" (the %d requested functions cannot be traced)", len(cfg.Funcs))
-		}
 	}
 	fmt.Fprintf(cfg.Stderr, "ipftrace: backend %s: %s\n", backend, why)
 
