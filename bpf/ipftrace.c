@@ -207,15 +207,14 @@ static __always_inline void skb_hdrs_probe(struct sk_buff *skb, struct skb_hdrs 
 }
 
 /*
- * Fill t with the IP version, protocol and addresses of the packet, and
- * *l4 with the address of its L4 header (0 if it has none we can read: a
- * non-first fragment). The network header is used where it is set;
- * otherwise the Ethernet header at the MAC header, with up to two VLAN
- * tags. Returns -1 for a packet that is not IP, else 0. Ports are read later, and
- * only for packets whose addresses passed the filter: a packet of another
- * flow costs one header read.
+ * Fill t from the packet: IP version, protocol, addresses, and the ports of
+ * TCP, UDP and SCTP (not for non-first fragments). The network header is
+ * used where it is set; otherwise the Ethernet header at the MAC header,
+ * with up to two VLAN tags. Returns -1 for a packet that is not IP, else 0.
+ * Everything is inlined into one function: a BPF-to-BPF call makes the
+ * verifier and the JIT work harder, and every fentry clone pays that at load.
  */
-static __noinline int parse_l3(struct skb_hdrs *hd, struct tuple *t, u64 *l4out)
+static __always_inline int parse_l3(struct skb_hdrs *hd, struct tuple *t)
 {
 	unsigned char *head = hd->head;
 	u16 nh_off = hd->nh_off;
@@ -304,21 +303,13 @@ static __noinline int parse_l3(struct skb_hdrs *hd, struct tuple *t, u64 *l4out)
 	} else {
 		return -1;
 	}
-	*l4out = (u64)l4;
-	return 0;
-}
-
-/* Read the ports of a TCP, UDP or SCTP packet into t. */
-static __always_inline int parse_ports(u64 l4, struct tuple *t)
-{
-	__be16 ports[2];
-
-	if (!l4 || (t->proto != IPPROTO_TCP && t->proto != IPPROTO_UDP && t->proto != IPPROTO_SCTP))
-		return 0;
-	if (bpf_probe_read_kernel(ports, sizeof(ports), (void *)l4) < 0)
-		return -1;
-	t->sport = bpf_ntohs(ports[0]);
-	t->dport = bpf_ntohs(ports[1]);
+	if (next == IPPROTO_TCP || next == IPPROTO_UDP || next == IPPROTO_SCTP) {
+		__be16 ports[2];
+		if (bpf_probe_read_kernel(ports, sizeof(ports), l4) < 0)
+			return -1;
+		t->sport = bpf_ntohs(ports[0]);
+		t->dport = bpf_ntohs(ports[1]);
+	}
 	return 0;
 }
 
@@ -359,10 +350,7 @@ static __always_inline int port_match(struct tuple *t)
 /* Parse the packet into t and report whether it belongs to the flow. */
 static __always_inline int flow_match(struct skb_hdrs *hd, struct tuple *t)
 {
-	u64 l4 = 0;
-	if (parse_l3(hd, t, &l4) < 0 || !l3_match(t))
-		return 0;
-	if (parse_ports(l4, t) < 0)
+	if (parse_l3(hd, t) < 0 || !l3_match(t))
 		return 0;
 	return port_match(t);
 }
@@ -386,8 +374,9 @@ volatile const u8 modules_on;
  * b->valid for each field it could read, and returns 0 if a match
  * condition of a module does not hold (the event is then not sent).
  * Userspace replaces this body at load time with code generated from the
- * modules (module/codegen.go); as compiled it sends every event with no
- * data. The asm keeps clang from assuming anything about the result.
+ * modules (module/codegen.go); without modules it removes the subprogram
+ * and its call, so that every program stays one function. The asm keeps
+ * clang from assuming anything about the result.
  */
 static __noinline int fill_data(struct sk_buff *skb, struct mod_buf *b)
 {
@@ -419,7 +408,7 @@ static __noinline int fill_data(struct sk_buff *skb, struct mod_buf *b)
 		emit(skb, &t, desc, reason, loc);                              \
 	} while (0)
 
-static __noinline void emit(struct sk_buff *skb, struct tuple *t, u64 desc, u64 reason, u64 loc)
+static __always_inline void emit(struct sk_buff *skb, struct tuple *t, u64 desc, u64 reason, u64 loc)
 {
 	/* Module data and match conditions: before any ring buffer traffic. */
 	struct mod_buf mb;

@@ -96,13 +96,17 @@ func (o *objects) loadProgram(template, attachTo string, desc uint64, patch bool
 			return nil, fmt.Errorf("%s: %w", template, err)
 		}
 	}
+	var insns asm.Instructions
+	var err error
 	if o.fill != nil {
-		insns, err := replaceFunc(ps.Instructions, fillFunc, o.fill)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", template, err)
-		}
-		ps.Instructions = insns
+		insns, err = replaceFunc(ps.Instructions, fillFunc, o.fill)
+	} else {
+		insns, err = removeFunc(ps.Instructions, fillFunc, asm.Mov.Imm(asm.R0, 1))
 	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", template, err)
+	}
+	ps.Instructions = insns
 	cs := &ebpf.CollectionSpec{
 		Maps:      o.spec.Maps,
 		Programs:  map[string]*ebpf.ProgramSpec{template: ps},
@@ -127,22 +131,9 @@ const fillFunc = "fill_data"
 // replaceFunc returns insns with the body of subprogram name replaced by
 // body. The first instruction keeps the symbol and the BTF function info.
 func replaceFunc(insns asm.Instructions, name string, body asm.Instructions) (asm.Instructions, error) {
-	start := -1
-	for i := range insns {
-		if insns[i].Symbol() == name {
-			start = i
-			break
-		}
-	}
-	if start < 0 {
-		return nil, fmt.Errorf("no subprogram %s", name)
-	}
-	end := len(insns)
-	for i := start + 1; i < len(insns); i++ {
-		if insns[i].Symbol() != "" {
-			end = i
-			break
-		}
+	start, end, err := funcRange(insns, name)
+	if err != nil {
+		return nil, err
 	}
 	if len(body) == 0 {
 		return nil, fmt.Errorf("empty body for %s", name)
@@ -154,6 +145,52 @@ func replaceFunc(insns asm.Instructions, name string, body asm.Instructions) (as
 	out = append(out, first)
 	out = append(out, body[1:]...)
 	return append(out, insns[end:]...), nil
+}
+
+// removeFunc returns insns without subprogram name, each call to it
+// replaced by ret (an instruction that sets R0 as the call would). It
+// keeps programs that do not need a subprogram a single function: the
+// kernel JITs each function of a program separately.
+func removeFunc(insns asm.Instructions, name string, ret asm.Instruction) (asm.Instructions, error) {
+	start, end, err := funcRange(insns, name)
+	if err != nil {
+		return nil, err
+	}
+	out := make(asm.Instructions, 0, len(insns)-(end-start))
+	for i, ins := range insns {
+		if i >= start && i < end {
+			continue
+		}
+		if ins.IsFunctionCall() && ins.Reference() == name {
+			r := ret
+			r.Metadata = ins.Metadata
+			ins = r.WithReference("")
+		}
+		out = append(out, ins)
+	}
+	return out, nil
+}
+
+// funcRange returns the instructions [start, end) of subprogram name.
+func funcRange(insns asm.Instructions, name string) (int, int, error) {
+	start := -1
+	for i := range insns {
+		if insns[i].Symbol() == name {
+			start = i
+			break
+		}
+	}
+	if start < 0 {
+		return 0, 0, fmt.Errorf("no subprogram %s", name)
+	}
+	end := len(insns)
+	for i := start + 1; i < len(insns); i++ {
+		if insns[i].Symbol() != "" {
+			end = i
+			break
+		}
+	}
+	return start, end, nil
 }
 
 // patchDescriptor replaces every descMarker ld_imm64 constant with desc.

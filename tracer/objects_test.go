@@ -61,3 +61,33 @@ func TestReplaceFunc(t *testing.T) {
 		t.Error("no error without the stub")
 	}
 }
+
+// TestRemoveFunc: without modules the fill_data stub and its call go, so
+// that every program is one function again.
+func TestRemoveFunc(t *testing.T) {
+	spec, err := bpf.LoadIpftrace()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, ps := range spec.Programs {
+		start, end, err := funcRange(ps.Instructions, fillFunc)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		out, err := removeFunc(ps.Instructions, fillFunc, asm.Mov.Imm(asm.R0, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out) != len(ps.Instructions)-(end-start) {
+			t.Errorf("%s: %d instructions, want %d", name, len(out), len(ps.Instructions)-(end-start))
+		}
+		for i, ins := range out {
+			if ins.Symbol() == fillFunc || ins.Reference() == fillFunc {
+				t.Errorf("%s: instruction %d still names %s: %v", name, i, fillFunc, ins)
+			}
+			if ins.IsFunctionCall() {
+				t.Errorf("%s: a bpf-to-bpf call is left: %v", name, ins)
+			}
+		}
+	}
+}
