@@ -59,6 +59,22 @@ struct event {
 	u32 drop_reason;
 	struct tuple tuple;
 	u8 data[DATA_SIZE];
+	/*
+	 * Where a drop function was called from: the kfree_skb tracepoint's
+	 * location argument, or the return address a kprobe finds on the
+	 * stack; 0 if unknown.
+	 */
+	u64 location;
+	u64 data_valid; /* bit i: module field i was read (see module/) */
+};
+
+/*
+ * The module data of one event, filled on the stack by fill_data() before
+ * anything is reserved in the ring buffer.
+ */
+struct mod_buf {
+	u8 data[DATA_SIZE];
+	u64 valid;
 };
 
 
@@ -350,6 +366,25 @@ static __always_inline u32 skb_netns(struct sk_buff *skb)
 	return 0;
 }
 
+/* Set by userspace when -m modules replaced the body of fill_data(). */
+volatile const u8 modules_on;
+
+/*
+ * fill_data reads the fields of the -m modules into b->data, sets a bit in
+ * b->valid for each field it could read, and returns 0 if a match
+ * condition of a module does not hold (the event is then not sent).
+ * Userspace replaces this body at load time with code generated from the
+ * modules (module/codegen.go); without modules it removes the subprogram
+ * and its call, so that every program stays one function. The asm keeps
+ * clang from assuming anything about the result.
+ */
+static __noinline int fill_data(struct sk_buff *skb, struct mod_buf *b)
+{
+	int ret = 1;
+	asm volatile("" : "+r"(ret) : "r"(skb), "r"(b) : "memory");
+	return ret;
+}
+
 /*
  * The per-hit work of every program: match the packet against the flow
  * filter, and for a match, send an event. direct says whether the skb is a
@@ -368,13 +403,21 @@ static __always_inline u32 skb_netns(struct sk_buff *skb)
 			skb_hdrs_probe(skb, &hd);                              \
 		if (!flow_match(&hd, &t))                                      \
 			break;                                                 \
-		u64 desc = 0, reason = 0;                                      \
+		u64 desc = 0, reason = 0, loc = 0;                             \
 		get_desc;                                                      \
-		emit(skb, &t, desc, reason);                                   \
+		emit(skb, &t, desc, reason, loc);                              \
 	} while (0)
 
-static __always_inline void emit(struct sk_buff *skb, struct tuple *t, u64 desc, u64 reason)
+static __always_inline void emit(struct sk_buff *skb, struct tuple *t, u64 desc, u64 reason, u64 loc)
 {
+	/* Module data and match conditions: before any ring buffer traffic. */
+	struct mod_buf mb;
+	if (modules_on) {
+		__builtin_memset(&mb, 0, sizeof(mb));
+		if (!fill_data(skb, &mb))
+			return;
+	}
+
 	count(COUNT_MATCHED);
 	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
@@ -390,7 +433,14 @@ static __always_inline void emit(struct sk_buff *skb, struct tuple *t, u64 desc,
 	e->len = BPF_CORE_READ(skb, len);
 	e->drop_reason = (u32)reason;
 	e->tuple = *t;
-	__builtin_memset(e->data, 0, sizeof(e->data));
+	if (modules_on) {
+		__builtin_memcpy(e->data, mb.data, sizeof(e->data));
+		e->data_valid = mb.valid;
+	} else {
+		__builtin_memset(e->data, 0, sizeof(e->data));
+		e->data_valid = 0;
+	}
+	e->location = loc;
 
 	u64 flags = BPF_RB_NO_WAKEUP;
 	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
@@ -466,6 +516,7 @@ int tp_kfree_skb(u64 *ctx)
 		HANDLE(skb, 1, {
 			desc = patched_desc();
 			reason = ctx[2];
+			loc = ctx[1];
 		});
 	return 0;
 }
@@ -487,6 +538,18 @@ static __always_inline u64 kprobe_reason(struct pt_regs *regs, u64 desc)
 	case 6: return r9;
 	}
 	return 0;
+}
+
+/*
+ * The caller of a drop function: at a kprobe on the function's first
+ * instruction, the return address is at the top of the stack.
+ */
+static __always_inline u64 kprobe_location(struct pt_regs *regs, u64 desc)
+{
+	u64 loc = 0;
+	if (desc_reason_pos(desc))
+		bpf_probe_read_kernel(&loc, sizeof(loc), (void *)regs->sp);
+	return loc;
 }
 
 /*
@@ -512,6 +575,7 @@ extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
 		HANDLE(skb, DIRECT, {                                          \
 			desc = bpf_get_attach_cookie(regs);                    \
 			reason = kprobe_reason(regs, desc);                    \
+			loc = kprobe_location(regs, desc);                     \
 		});                                                            \
 		return 0;                                                      \
 	}

@@ -33,7 +33,9 @@ type IpftraceEvent struct {
 		Proto     uint8
 		Pad       [2]uint8
 	}
-	Data [64]uint8
+	Data      [64]uint8
+	Location  uint64
+	DataValid uint64
 }
 
 // Names of all BPF objects in the ELF.
@@ -100,6 +102,7 @@ const (
 	IpftraceVarF_sport               = "f_sport"
 	IpftraceVarF_sportSet            = "f_sport_set"
 	IpftraceVarIpftDisabled          = "ipft_disabled"
+	IpftraceVarModulesOn             = "modules_on"
 	IpftraceVarWakeupBytes           = "wakeup_bytes"
 )
 
@@ -217,6 +220,7 @@ type IpftraceVariableSpecs struct {
 	F_sport         *ebpf.VariableSpec `ebpf:"f_sport"`
 	F_sportSet      *ebpf.VariableSpec `ebpf:"f_sport_set"`
 	IpftDisabled    *ebpf.VariableSpec `ebpf:"ipft_disabled"`
+	ModulesOn       *ebpf.VariableSpec `ebpf:"modules_on"`
 	WakeupBytes     *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
@@ -270,6 +274,7 @@ type IpftraceVariables struct {
 	F_sport         *ebpf.Variable `ebpf:"f_sport"`
 	F_sportSet      *ebpf.Variable `ebpf:"f_sport_set"`
 	IpftDisabled    *ebpf.Variable `ebpf:"ipft_disabled"`
+	ModulesOn       *ebpf.Variable `ebpf:"modules_on"`
 	WakeupBytes     *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 

@@ -15,10 +15,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cilium/ebpf/btf"
+
 	"github.com/ipftrace/ipftrace/btfscan"
 	"github.com/ipftrace/ipftrace/gen"
 	"github.com/ipftrace/ipftrace/internal/phase"
 	"github.com/ipftrace/ipftrace/manifest"
+	"github.com/ipftrace/ipftrace/module"
 	"github.com/ipftrace/ipftrace/tracer"
 )
 
@@ -91,8 +94,18 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		// One line: the error, not the reconcile summary as well.
 		return fail(stderr, ExitUsage, err)
 	}
+	if len(o.Modules) > 0 {
+		if cfg.Modules, err = buildModules(o.Modules); err != nil {
+			return fail(stderr, ExitUsage, err)
+		}
+	}
 	if s := sum.String(); s != "" {
 		fmt.Fprintln(stderr, s)
+	}
+	if cfg.Modules != nil {
+		for _, w := range cfg.Modules.Warnings() {
+			fmt.Fprintf(stderr, "ipftrace: %s\n", w)
+		}
 	}
 	cfg.Stdout, cfg.Stderr = stdout, stderr
 	if ctx.Err() != nil {
@@ -136,6 +149,22 @@ func unwrapPath(err error) error {
 		return pe.Err
 	}
 	return err
+}
+
+// kernelSpec is the running kernel's BTF, replaceable in tests.
+var kernelSpec = btf.LoadKernelSpec
+
+// buildModules compiles the -m modules against the running kernel's BTF:
+// the programs run there, whatever --btf says.
+func buildModules(args []string) (*module.Program, error) {
+	spec, err := kernelSpec()
+	if err != nil {
+		return nil, fmt.Errorf("modules: load the running kernel's BTF: %w", err)
+	}
+	find := func(prefix string) ([]btf.TypeID, error) {
+		return btfscan.EnumsWithPrefix(btfscan.DefaultBTFPath, prefix)
+	}
+	return module.Build(args, spec, find)
 }
 
 func scanOptions(o *Options) btfscan.Options {
@@ -200,7 +229,9 @@ Functions:
   -ls, --list-func        list the functions that would be traced, and exit
        --auto             trace every skb function found in BTF
   -e,  --egress FUNC,...  also end journeys at these functions
-  -m,  --module NAME      custom match module (repeatable; reserved)
+  -m,  --module NAME      custom data module (repeatable): gso, mark, dev, netns,
+                          meta, or a YAML file (fields read from each skb, with
+                          optional match conditions; 64 bytes per event)
 
 Tracing:
   -b,  --backend NAME     auto, fentry, kprobe-multi, kprobe or tracepoint (default auto)

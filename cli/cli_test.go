@@ -244,7 +244,7 @@ func TestHelpVersion(t *testing.T) {
 func TestPlanAuto(t *testing.T) {
 	vmlinux := syntheticBTF(t)
 	r := run(t, nil, "--auto", "--btf", vmlinux, "-iv", "4", "-p", "TCP", "-dp", "80", "-l", "5", "-c", "3",
-		"--duration", "10s", "--idle", "250ms", "-b", "fentry", "-o", "json", "--ready-file", "/tmp/r", "-m", "gso", "-m", "x")
+		"--duration", "10s", "--idle", "250ms", "-b", "fentry", "-o", "json", "--ready-file", "/tmp/r")
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
@@ -472,5 +472,33 @@ func TestGenManifestHead(t *testing.T) {
 	}
 	if len(head) != 10 || head[0] != "functions:" || !strings.HasPrefix(head[1], "  - name: ") {
 		t.Errorf("head: %q", head)
+	}
+}
+
+// TestModules: -m builds the modules against the running kernel's BTF
+// (replaced here by the kernel's own, when readable) before tracing; a bad
+// module is exit 2, one line, and the tracer never runs.
+func TestModules(t *testing.T) {
+	if _, err := btf.LoadKernelSpec(); err != nil {
+		t.Skipf("no kernel BTF to build modules against: %v", err)
+	}
+	vmlinux := syntheticBTF(t)
+	r := run(t, nil, "--auto", "--btf", vmlinux, "-m", "gso", "-m", "mark")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	if r.cfg.Modules == nil || !slices.Equal(r.cfg.Modules.Names(), []string{"len", "gso_size", "gso_segs", "gso_type", "mark"}) {
+		t.Errorf("modules %v, want the gso and mark fields", r.cfg.Modules)
+	}
+	bad := writeFile(t, "bad.yaml", "fields:\n  - {name: x, expr: skb->lenn}\n")
+	for _, tc := range []struct{ arg, want string }{
+		{bad, "ipftrace: module " + bad + ": field x: skb->lenn: struct sk_buff has no member lenn"},
+		{"nosuch", "ipftrace: module nosuch: no such built-in module"},
+	} {
+		r := run(t, nil, "--auto", "--btf", vmlinux, "-m", tc.arg)
+		if r.code != ExitUsage || r.cfg != nil {
+			t.Errorf("-m %s: exit %d (tracer ran: %v), want 2 without tracing", tc.arg, r.code, r.cfg != nil)
+		}
+		checkOneLine(t, r.stderr, tc.want)
 	}
 }

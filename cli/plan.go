@@ -33,6 +33,11 @@ func Plan(o *Options, scan *btfscan.Result) (tracer.Config, manifest.Summary, er
 		Verbose:   o.Verbose,
 		Named:     o.Manifest != nil,
 	}
+	reasons, err := scan.DropReasons()
+	if err != nil {
+		return cfg, manifest.Summary{}, err
+	}
+	cfg.DropReasons = reasons
 	entries, sum := selectFuncs(o, scan)
 	tps := selectTracepoints(o, scan)
 	if o.Manifest != nil && len(o.Manifest.Functions) > 0 && len(sum.Skipped) == len(o.Manifest.Functions) {

@@ -66,6 +66,16 @@ func badInputCases(t *testing.T, dir string) []badCase {
 	}
 	missing := filepath.Join(dir, "missing.yaml")
 
+	var manyFields, bigFields strings.Builder
+	manyFields.WriteString("fields:\n")
+	for i := range 17 {
+		fmt.Fprintf(&manyFields, "  - {name: f%d, expr: skb->len, match: \"!= %d\"}\n", i, i)
+	}
+	bigFields.WriteString("fields:\n")
+	for i := range 5 {
+		fmt.Fprintf(&bigFields, "  - {name: dev%d, expr: skb->dev->name, match: \"!= x%d\"}\n", i, i)
+	}
+
 	mk := func(name string, args []string, want string) badCase { return badCase{name, args, want} }
 	auto := func(args ...string) []string { return append([]string{"--auto"}, args...) }
 	return []badCase{
@@ -139,6 +149,16 @@ func badInputCases(t *testing.T, dir string) []badCase {
 		mk("BTF text", auto("--btf", textBTF), "read BTF "+textBTF+": not a BTF file (bad magic)"),
 		mk("BTF directory", auto("--btf", dir), "read BTF "+dir+": is a directory"),
 		mk("BTF device", auto("--btf", "/dev/zero"), "read BTF /dev/zero: not a regular file"),
+		// Modules (-m), resolved against this kernel's BTF.
+		mk("module unknown member", auto("-m", m("mod-unknown.yaml", "fields:\n  - {name: x, expr: skb->lenn}\n")), "field x: skb->lenn: struct sk_buff has no member lenn"),
+		mk("module not a scalar", auto("-m", m("mod-notscalar.yaml", "fields:\n  - {name: x, expr: skb->dev->nd_net}\n")), "skb->dev->nd_net: possible_net_t is not a scalar or string"),
+		mk("module too many fields", auto("-m", m("mod-many.yaml", manyFields.String())), "too many fields: 17, at most 16"),
+		mk("module data too large", auto("-m", m("mod-big.yaml", bigFields.String())), "data area too large: the fields need 80 bytes, the budget is 64 bytes per event"),
+		mk("module bad format", auto("-m", m("mod-format.yaml", "fields:\n  - {name: x, expr: skb->len, format: octal}\n")), `field x: format "octal": want dec, hex, string, bool, enum:NAME or flags:NAME`),
+		mk("module bad string match", auto("-m", m("mod-match.yaml", "fields:\n  - {name: x, expr: skb->dev->name, match: \"> eth0\"}\n")), "strings support == and != only"),
+		mk("module not YAML", auto("-m", m("mod-syntax.yaml", "fields: [\n")), "module "+filepath.Join(dir, "mod-syntax.yaml")),
+		mk("module unknown built-in", auto("-m", "gso", "-m", "nosuch"), "module nosuch: no such built-in module"),
+		mk("module missing file", auto("-m", filepath.Join(dir, "missing-module.yaml")), "no such file or directory"),
 	}
 }
 

@@ -32,6 +32,8 @@ type Event struct {
 	DropReason uint32         // enum skb_drop_reason value for drop functions, else 0
 	Tuple      Tuple          // flow tuple as parsed at this point
 	Data       [DataSize]byte // module data area
+	Location   uint64         // kernel address a drop function was called from, 0 if unknown
+	DataValid  uint64         // bit i: module field i was read (a NULL pointer on its path clears it)
 }
 
 // End says why a journey ended.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/ipftrace/ipftrace/btfscan"
 	"github.com/ipftrace/ipftrace/filter"
+	"github.com/ipftrace/ipftrace/module"
 )
 
 // Target is one function or tracepoint to attach to. Its index in
@@ -33,19 +34,21 @@ func (t Target) slot() int {
 
 // Config is everything a tracing run needs.
 type Config struct {
-	Backend     string          // auto, fentry, kprobe-multi, kprobe or tracepoint
-	Funcs       []Target        // functions to trace (fentry, kprobe-multi, kprobe)
-	Tracepoints []Target        // tracepoints to trace (tracepoint backend)
-	Named       bool            // Funcs were named by the user (a manifest), not discovered by --auto
-	Scan        *btfscan.Result // the BTF scan the targets came from
-	Filter      filter.Filter   // flow filter, evaluated in BPF
-	Length      int             // a journey ends after this many events
-	Idle        time.Duration   // a journey ends after the skb is idle this long
-	Count       int             // stop after this many journeys (0: no limit)
-	Duration    time.Duration   // stop after this long (0: no limit)
-	ReadyFile   string          // created once everything is attached
-	Format      string          // text or json
-	Verbose     bool            // list skipped functions, show verifier logs
-	Stdout      io.Writer       // journeys
-	Stderr      io.Writer       // progress, summaries, warnings
+	Backend     string            // auto, fentry, kprobe-multi, kprobe or tracepoint
+	Funcs       []Target          // functions to trace (fentry, kprobe-multi, kprobe)
+	Tracepoints []Target          // tracepoints to trace (tracepoint backend)
+	Named       bool              // Funcs were named by the user (a manifest), not discovered by --auto
+	Scan        *btfscan.Result   // the BTF scan the targets came from
+	Filter      filter.Filter     // flow filter, evaluated in BPF
+	Length      int               // a journey ends after this many events
+	Idle        time.Duration     // a journey ends after the skb is idle this long
+	Count       int               // stop after this many journeys (0: no limit)
+	Duration    time.Duration     // stop after this long (0: no limit)
+	ReadyFile   string            // created once everything is attached
+	Format      string            // text or json
+	Verbose     bool              // list skipped functions, show verifier logs
+	DropReasons map[uint64]string // enum skb_drop_reason names (btfscan.DropReasons); nil: drops are not named
+	Modules     *module.Program   // the -m modules' fields and match conditions; nil: none
+	Stdout      io.Writer         // journeys
+	Stderr      io.Writer         // progress, summaries, warnings
 }

@@ -9,7 +9,7 @@ import (
 )
 
 // eventSize is the size of struct event in bpf/ipftrace.c.
-const eventSize = 80 + journey.DataSize
+const eventSize = 80 + journey.DataSize + 16
 
 // decodeEvent decodes one ring buffer record into ev.
 func decodeEvent(b []byte, ev *journey.Event) error {
@@ -41,6 +41,8 @@ func decodeEvent(b []byte, ev *journey.Event) error {
 	// Ports are stored in host byte order by the BPF side.
 	t.Sport = le.Uint16(b[72:])
 	t.Dport = le.Uint16(b[74:])
-	copy(ev.Data[:], b[80:eventSize])
+	copy(ev.Data[:], b[80:80+journey.DataSize])
+	ev.Location = le.Uint64(b[80+journey.DataSize:])
+	ev.DataValid = le.Uint64(b[88+journey.DataSize:])
 	return nil
 }

@@ -8,12 +8,16 @@ import (
 	"os"
 	"time"
 
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 
+	"github.com/ipftrace/ipftrace/drop"
 	"github.com/ipftrace/ipftrace/internal/phase"
 	"github.com/ipftrace/ipftrace/journey"
+	"github.com/ipftrace/ipftrace/ksym"
+	"github.com/ipftrace/ipftrace/module"
 	"github.com/ipftrace/ipftrace/output"
 )
 
@@ -48,7 +52,11 @@ func Run(ctx context.Context, cfg Config) error {
 	raiseMemlock()
 	start := time.Now()
 
-	objs, err := newObjects(cfg.Filter, btf.NewCache())
+	var fill asm.Instructions
+	if cfg.Modules != nil {
+		fill = cfg.Modules.Instructions()
+	}
+	objs, err := newObjects(cfg.Filter, fill, btf.NewCache())
 	if err != nil {
 		return err
 	}
@@ -80,6 +88,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	decorate(w, t.dropFinder(names), cfg.Modules)
 
 	rd, err := ringbuf.NewReader(objs.maps["events"])
 	if err != nil {
@@ -234,6 +243,54 @@ func (t *tracer) loop(ctx context.Context, rd *ringbuf.Reader, asm *journey.Asse
 			if !stopping {
 				rd.SetDeadline(nextTick)
 			}
+		}
+	}
+}
+
+// dropFinder returns the drop finder of this run, or nil if the kernel has
+// no drop reasons.
+func (t *tracer) dropFinder(names output.NameList) *drop.Finder {
+	if len(t.cfg.DropReasons) == 0 {
+		return nil
+	}
+	syms := &ksym.Lazy{}
+	return &drop.Finder{Reasons: t.cfg.DropReasons, FuncName: names.Name, Symbol: syms.Lookup}
+}
+
+// decorate sets the output hooks: the drop line or fields, and the
+// modules' Custom Data.
+func decorate(w output.Writer, drops *drop.Finder, mods *module.Program) {
+	dropOf := func(j journey.Journey) (string, string, bool) {
+		d, ok := drops.Find(j)
+		return d.Reason, d.At, ok
+	}
+	switch w := w.(type) {
+	case *output.Text:
+		if drops != nil {
+			w.Trailer = func(j journey.Journey) string {
+				d, ok := drops.Find(j)
+				switch {
+				case !ok:
+					return ""
+				case d.At == "":
+					return "dropped: " + d.Reason
+				}
+				return "dropped: " + d.Reason + " at " + d.At
+			}
+		}
+		if mods != nil {
+			var fields []output.Field
+			w.Decorate = func(ev journey.Event) string {
+				fields = mods.Decode(&ev, fields[:0])
+				return string(output.AppendFields(nil, fields))
+			}
+		}
+	case *output.JSON:
+		if drops != nil {
+			w.Drop = dropOf
+		}
+		if mods != nil {
+			w.Data = mods.Decode
 		}
 	}
 }
