@@ -6,8 +6,9 @@
  *
  * Each entry program finds the skb (from a fixed argument position) and a
  * 64-bit descriptor of the traced function, then calls handle(). The
- * descriptor holds the function ID in its low 32 bits and the 1-based
- * position of a drop-reason argument in bits 32..39 (0: none).
+ * descriptor holds the function ID in its low 32 bits, the 1-based
+ * position of a drop-reason argument in bits 32..39 (0: none), and the
+ * DESC_* flags below, which userspace sets from the function's name.
  *
  *   fentry, tp_btf:        one program is loaded per function; userspace
  *                          patches the descriptor into the DESC_MARKER
@@ -16,7 +17,8 @@
  *                          the attach cookie of each function.
  *
  * The flow filter is a set of load-time constants (volatile const), so a
- * packet that does not match costs a few header reads and no map lookups.
+ * packet that does not match costs a few header reads, and a map lookup
+ * only while some skb is tracked (see "Tracking" below).
  */
 #include "types.h"
 #include <bpf/bpf_helpers.h>
@@ -37,6 +39,35 @@ char LICENSE[] SEC("license") = "GPL";
 
 /* The value userspace replaces with each function's descriptor. */
 #define DESC_MARKER "0x1badc0de5eedf00d"
+
+/*
+ * Descriptor flags (tracer/objects.go sets them).
+ *   DESC_DYING:   the skb is freed here if nobody else holds it (users <= 1):
+ *                 consume_skb, kfree_skb*, skb_release_head_state, the
+ *                 kfree_skb and consume_skb tracepoints, ...
+ *   DESC_FREE:    the sk_buff itself is released here (kfree_skbmem,
+ *                 napi_skb_cache_put): forget it.
+ *   DESC_RELEASE: a function of the release path that runs after the skb
+ *                 was found dying (journey.IsReleaseName).
+ *   DESC_QUIET:   only forget skbs here, emit nothing (a helper attached by
+ *                 the tracer so that frees are seen whatever the user traces).
+ */
+#define DESC_DYING (1ULL << 40)
+#define DESC_FREE (1ULL << 41)
+#define DESC_RELEASE (1ULL << 42)
+#define DESC_QUIET (1ULL << 43)
+/* Bits 44..47: 1-based position of a struct sock * argument (0: none). */
+
+/* Event flags. */
+#define EV_CLONE 1   /* the skb is a clone or copy of the journey's skb */
+#define EV_TRACKED 2 /* in the journey by tracking; its headers did not match */
+#define EV_SOCK 4    /* the tuple comes from skb->sk, not from headers */
+
+#define AF_INET 2
+#define AF_INET6 10
+#define TCP_TIME_WAIT 6
+#define TCP_NEW_SYN_RECV 12
+#define IPPROTO_UDPLITE 136
 
 struct tuple {
 	u8 saddr[16];
@@ -59,6 +90,9 @@ struct event {
 	u32 drop_reason;
 	struct tuple tuple;
 	u8 data[DATA_SIZE];
+	u64 id;    /* journey ID from tracking (0: tracking off) */
+	u32 flags; /* EV_* */
+	u32 pad;
 };
 
 
@@ -75,7 +109,13 @@ struct {
  * filter, COUNT_LOST those that found no room in the ring buffer. Userspace
  * checks that received + lost == matched.
  */
-enum { COUNT_MATCHED, COUNT_LOST, NR_COUNTERS };
+enum {
+	COUNT_MATCHED,
+	COUNT_LOST,
+	COUNT_TRACK_FAIL, /* skbs that matched but found no room in the track map */
+	COUNT_IDS,        /* journey ID generator of this CPU */
+	NR_COUNTERS
+};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -93,6 +133,56 @@ static __always_inline void count(u32 which)
 
 /* Set to 1 by userspace to stop every program at once (fast Ctrl-C). */
 volatile u32 ipft_disabled;
+
+/*
+ * Tracking. Once an skb matched the filter, its address is in "track" with
+ * the ID of its journey; later hits on it are in the journey whether or not
+ * its headers still match (NAT, encapsulation, header pushes and pulls).
+ * Clones and copies inherit the ID. An skb is forgotten when the sk_buff is
+ * released; between the point where it is committed to be freed (DYING) and
+ * that release, only release-path functions continue its journey, so that
+ * an address reused after a free the tracer did not see is not inherited.
+ *
+ * track_live counts inserts minus deletes. While it is zero (nothing
+ * tracked), a non-matching hit costs no lookup. LRU evictions are not
+ * deletes: userspace derives them at exit from track_live and the entries
+ * left in the map.
+ */
+volatile const u8 track_enabled = 1;
+/*
+ * Set for the tracepoint backend, which does not see every free: a tracked
+ * skb whose headers now give a tuple unrelated to the one it had (other
+ * protocol, or neither source nor destination endpoint kept, as NAT would)
+ * is taken for another packet at a reused address, unless it is being
+ * encapsulated (skb->encapsulation).
+ */
+volatile const u8 track_validate;
+volatile s64 track_live;
+
+#define TRACK_CLONE 1
+#define TRACK_DYING 2
+
+struct track {
+	u64 id;
+	u32 flags; /* TRACK_* */
+	u32 pad;
+	struct tuple last; /* the last tuple accepted (track_validate) */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, u64);
+	__type(value, struct track);
+} track SEC(".maps");
+
+/* kprobe backends: the original skb of a clone/copy call in flight. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, u64);
+	__type(value, u64);
+} clone_stash SEC(".maps");
 
 /* Flow filter. *_set flags say which fields are compared. */
 volatile const u8 f_ipversion;
@@ -240,6 +330,75 @@ static __noinline int parse_skb(struct sk_buff *skb, struct tuple *t)
 	return 0;
 }
 
+/*
+ * Fill t from skb->sk, or the traced function's socket argument: a locally
+ * generated packet before its IP header exists (TCP and UDP above IP).
+ * Only connected inet sockets give a tuple.
+ */
+static __noinline int parse_sk(struct sk_buff *skb, struct sock *argsk, struct tuple *t)
+{
+	struct sock *sk = BPF_CORE_READ(skb, sk);
+	/* TCP sets skb->sk only on the clone it transmits. */
+	if (!sk)
+		sk = argsk;
+	if (!sk)
+		return -1;
+	u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	u8 state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	u8 proto = IPPROTO_TCP;
+	/* Time-wait and request socks end with sock_common: no sk_protocol. */
+	if (state != TCP_TIME_WAIT && state != TCP_NEW_SYN_RECV)
+		proto = BPF_CORE_READ(sk, sk_protocol);
+
+	if (family == AF_INET) {
+		__be32 d = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__be32 s = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		if (!d)
+			return -1;
+		t->ipversion = 4;
+		__builtin_memcpy(t->saddr, &s, 4);
+		__builtin_memcpy(t->daddr, &d, 4);
+	} else if (family == AF_INET6) {
+		u64 d[2], s[2];
+		BPF_CORE_READ_INTO(&d, sk, __sk_common.skc_v6_daddr);
+		BPF_CORE_READ_INTO(&s, sk, __sk_common.skc_v6_rcv_saddr);
+		if (!d[0] && !d[1])
+			return -1;
+		/* ::ffff:a.b.c.d (an IPv4 peer of a dual-stack socket) */
+		if (d[0] == 0 && (u32)d[1] == bpf_htonl(0xffff)) {
+			t->ipversion = 4;
+			__builtin_memcpy(t->saddr, (u8 *)s + 12, 4);
+			__builtin_memcpy(t->daddr, (u8 *)d + 12, 4);
+		} else {
+			t->ipversion = 6;
+			__builtin_memcpy(t->saddr, s, 16);
+			__builtin_memcpy(t->daddr, d, 16);
+		}
+	} else {
+		return -1;
+	}
+	t->proto = proto;
+	if (proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_UDPLITE || proto == IPPROTO_SCTP) {
+		t->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+		t->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	}
+	return 0;
+}
+
+/* The tuple of skb: from its headers, else from its socket (EV_SOCK). */
+static __always_inline int skb_tuple(struct sk_buff *skb, struct sock *sk, struct tuple *t, u32 *flags)
+{
+	if (parse_skb(skb, t) == 0)
+		return 0;
+	__builtin_memset(t, 0, sizeof(*t));
+	if (parse_sk(skb, sk, t) == 0) {
+		*flags |= EV_SOCK;
+		return 0;
+	}
+	__builtin_memset(t, 0, sizeof(*t));
+	return -1;
+}
+
 static __always_inline int addr_match(const u8 *addr, u8 ver, u8 want_ver,
 				      volatile const u64 *want, volatile const u64 *mask)
 {
@@ -269,26 +428,121 @@ static __always_inline int flow_match(struct tuple *t)
 	return 1;
 }
 
-static __always_inline u32 skb_netns(struct sk_buff *skb)
+static __always_inline u32 skb_netns(struct sk_buff *skb, struct sock *argsk)
 {
 	struct net_device *dev = BPF_CORE_READ(skb, dev);
 	if (dev)
 		return BPF_CORE_READ(dev, nd_net.net, ns.inum);
 	struct sock *sk = BPF_CORE_READ(skb, sk);
+	if (!sk)
+		sk = argsk;
 	if (sk)
 		return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 	return 0;
 }
 
-static __always_inline void handle(struct sk_buff *skb, u64 desc, u64 reason)
+static __always_inline u64 new_journey_id(void)
 {
-	struct tuple t = {};
+	u32 k = COUNT_IDS;
+	u64 *v = bpf_map_lookup_elem(&counters, &k);
+	u64 n = 0;
+	if (v)
+		n = ++*v;
+	return ((u64)bpf_get_smp_processor_id() + 1) << 40 | (n & ((1ULL << 40) - 1));
+}
 
-	if (ipft_disabled)
-		return;
-	if (parse_skb(skb, &t) < 0 || !flow_match(&t))
-		return;
+/*
+ * Decide whether a hit on skb is in a journey: it is if the skb is tracked
+ * (and not a dead skb's reused address), or if it matched, in which case it
+ * is tracked from now on. Fills the journey ID and event flags.
+ */
+/* The same protocol, and the source or the destination endpoint kept. */
+static __always_inline int tuple_related(struct tuple *a, struct tuple *b)
+{
+	u64 *as = (u64 *)a->saddr, *ad = (u64 *)a->daddr, *bs = (u64 *)b->saddr, *bd = (u64 *)b->daddr;
+	if (a->ipversion != b->ipversion || a->proto != b->proto)
+		return 0;
+	return (as[0] == bs[0] && as[1] == bs[1] && a->sport == b->sport) ||
+	       (ad[0] == bd[0] && ad[1] == bd[1] && a->dport == b->dport);
+}
 
+/* What track_decide decides: the event's journey ID and flags. */
+struct decision {
+	u64 id;
+	u32 flags;
+	u32 matched; /* in: the headers matched the filter */
+};
+
+static __noinline int track_decide(struct sk_buff *skb, u64 desc, struct tuple *t, struct decision *d)
+{
+	u64 key = (u64)skb;
+	struct track *tr;
+	int matched = d->matched;
+
+	if (!matched && track_live <= 0)
+		return 0;
+	tr = bpf_map_lookup_elem(&track, &key);
+	if (tr && (tr->flags & TRACK_DYING) && !(desc & (DESC_RELEASE | DESC_DYING | DESC_FREE))) {
+		/* Freed where we did not see it, and the address reused. */
+		if (bpf_map_delete_elem(&track, &key) == 0)
+			__sync_fetch_and_add(&track_live, -1);
+		tr = NULL;
+	}
+	if (tr && track_validate && t->ipversion) {
+		if (matched || tuple_related(t, &tr->last)) {
+			tr->last = *t;
+		} else if (!BPF_CORE_READ_BITFIELD_PROBED(skb, encapsulation)) {
+			if (bpf_map_delete_elem(&track, &key) == 0)
+				__sync_fetch_and_add(&track_live, -1);
+			tr = NULL;
+		}
+	}
+	if (tr) {
+		d->id = tr->id;
+		if (tr->flags & TRACK_CLONE)
+			d->flags |= EV_CLONE;
+		if (!matched)
+			d->flags |= EV_TRACKED;
+		return 1;
+	}
+	if (!matched)
+		return 0;
+	struct track n = {.id = new_journey_id(), .last = *t};
+	if (bpf_map_update_elem(&track, &key, &n, BPF_NOEXIST) == 0) {
+		__sync_fetch_and_add(&track_live, 1);
+	} else {
+		/* Another CPU inserted it first, or no room. */
+		tr = bpf_map_lookup_elem(&track, &key);
+		if (tr)
+			n.id = tr->id;
+		else
+			count(COUNT_TRACK_FAIL);
+	}
+	d->id = n.id;
+	return 1;
+}
+
+/* Forget skb where it is freed (DESC_FREE) or mark it dying (DESC_DYING). */
+static __noinline void track_forget(struct sk_buff *skb, u64 desc)
+{
+	u64 key = (u64)skb;
+
+	if (track_live <= 0)
+		return;
+	if (desc & DESC_FREE) {
+		if (bpf_map_delete_elem(&track, &key) == 0)
+			__sync_fetch_and_add(&track_live, -1);
+		return;
+	}
+	if (BPF_CORE_READ(skb, users.refs.counter) > 1)
+		return;
+	struct track *tr = bpf_map_lookup_elem(&track, &key);
+	if (tr)
+		tr->flags |= TRACK_DYING;
+}
+
+static __always_inline void emit(struct sk_buff *skb, struct sock *sk, u64 desc, u64 reason, struct tuple *t, u64 id, u32 flags)
+{
 	count(COUNT_MATCHED);
 	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
@@ -299,22 +553,82 @@ static __always_inline void handle(struct sk_buff *skb, u64 desc, u64 reason)
 	e->skb = (u64)skb;
 	e->func_id = (u32)desc;
 	e->cpu = bpf_get_smp_processor_id();
-	e->netns = skb_netns(skb);
+	e->netns = skb_netns(skb, sk);
 	e->ifindex = BPF_CORE_READ(skb, dev, ifindex);
 	e->len = BPF_CORE_READ(skb, len);
 	e->drop_reason = (u32)reason;
-	e->tuple = t;
+	e->tuple = *t;
 	__builtin_memset(e->data, 0, sizeof(e->data));
+	e->id = id;
+	e->flags = flags;
+	e->pad = 0;
 
-	u64 flags = BPF_RB_NO_WAKEUP;
+	u64 rbflags = BPF_RB_NO_WAKEUP;
 	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
-		flags = BPF_RB_FORCE_WAKEUP;
-	bpf_ringbuf_submit(e, flags);
+		rbflags = BPF_RB_FORCE_WAKEUP;
+	bpf_ringbuf_submit(e, rbflags);
+}
+
+static __always_inline void handle(struct sk_buff *skb, u64 desc, u64 reason, struct sock *sk)
+{
+	struct tuple t = {};
+	struct decision d = {};
+
+	if (ipft_disabled)
+		return;
+	if (desc & DESC_QUIET) {
+		if (track_enabled)
+			track_forget(skb, desc);
+		return;
+	}
+	d.matched = skb_tuple(skb, sk, &t, &d.flags) == 0 && flow_match(&t);
+	if (track_enabled) {
+		if (!track_decide(skb, desc, &t, &d))
+			return;
+	} else if (!d.matched) {
+		return;
+	}
+	emit(skb, sk, desc, reason, &t, d.id, d.flags);
+	if (track_enabled && (desc & (DESC_DYING | DESC_FREE)))
+		track_forget(skb, desc);
+}
+
+/*
+ * A clone or copy of a tracked skb joins its journey. Called with the
+ * original and the new skb when skb_clone, skb_copy, __pskb_copy_fclone or
+ * skb_copy_expand returns; emits the clone's first event.
+ */
+static __noinline void track_clone(struct sk_buff *orig, struct sk_buff *clone, u64 desc)
+{
+	u64 key = (u64)orig;
+
+	if (ipft_disabled || !track_enabled || !orig || !clone || track_live <= 0)
+		return;
+	struct track *tr = bpf_map_lookup_elem(&track, &key);
+	if (!tr || (tr->flags & TRACK_DYING))
+		return;
+	struct track n = {.id = tr->id, .flags = TRACK_CLONE, .last = tr->last};
+	key = (u64)clone;
+	if (bpf_map_update_elem(&track, &key, &n, BPF_NOEXIST) == 0) {
+		__sync_fetch_and_add(&track_live, 1);
+	} else if (bpf_map_update_elem(&track, &key, &n, BPF_ANY) != 0) {
+		count(COUNT_TRACK_FAIL);
+		return;
+	}
+	struct tuple t = {};
+	u32 flags = EV_CLONE;
+	skb_tuple(clone, NULL, &t, &flags);
+	emit(clone, NULL, desc, 0, &t, n.id, flags);
 }
 
 static __always_inline u32 desc_reason_pos(u64 desc)
 {
 	return (desc >> 32) & 0xff;
+}
+
+static __always_inline u32 desc_sock_pos(u64 desc)
+{
+	return (desc >> 44) & 0xf;
 }
 
 static __always_inline u64 patched_desc(void)
@@ -334,9 +648,13 @@ static __always_inline u64 patched_desc(void)
 		u32 rpos = desc_reason_pos(desc);                              \
 		if (rpos)                                                      \
 			bpf_get_func_arg(ctx, rpos - 1, &reason);              \
+		u64 sk = 0;                                                    \
+		u32 spos = desc_sock_pos(desc);                                \
+		if (spos)                                                      \
+			bpf_get_func_arg(ctx, spos - 1, &sk);                  \
 		struct sk_buff *skb = (struct sk_buff *)ctx[N - 1];            \
 		if (skb)                                                       \
-			handle(skb, desc, reason);                             \
+			handle(skb, desc, reason, (struct sock *)sk);          \
 		return 0;                                                      \
 	}
 
@@ -353,14 +671,25 @@ FENTRY(10)
 FENTRY(11)
 FENTRY(12)
 
+/* The socket argument of a tracepoint (constant offsets only). */
+static __always_inline struct sock *tp_sock(u64 *ctx, u64 desc)
+{
+	switch (desc_sock_pos(desc)) {
+	case 1: return (struct sock *)ctx[0];
+	case 2: return (struct sock *)ctx[1];
+	}
+	return NULL;
+}
+
 /* tp_btf: one clone per tracepoint; the skb is tracepoint argument N. */
 #define TP(N)                                                                  \
 	SEC("tp_btf/placeholder")                                              \
 	int tp_skb##N(u64 *ctx)                                                \
 	{                                                                      \
+		u64 desc = patched_desc();                                     \
 		struct sk_buff *skb = (struct sk_buff *)ctx[N - 1];            \
 		if (skb)                                                       \
-			handle(skb, patched_desc(), 0);                        \
+			handle(skb, desc, 0, tp_sock(ctx, desc));              \
 		return 0;                                                      \
 	}
 
@@ -377,20 +706,22 @@ int tp_kfree_skb(u64 *ctx)
 {
 	struct sk_buff *skb = (struct sk_buff *)ctx[0];
 	if (skb)
-		handle(skb, patched_desc(), ctx[2]);
+		handle(skb, patched_desc(), ctx[2], NULL);
 	return 0;
 }
 
-static __always_inline u64 kprobe_reason(struct pt_regs *regs, u64 desc)
+/* Argument pos (1..6) of a kprobe, 0 if out of range. */
+static __always_inline u64 kprobe_arg(struct pt_regs *regs, u32 pos)
 {
 	/*
 	 * Load every candidate register first: the verifier rejects a context
 	 * access at a computed offset, which is what clang makes of a switch
 	 * over regs->si, regs->dx, ...
 	 */
-	u64 si = regs->si, dx = regs->dx, cx = regs->cx, r8 = regs->r8, r9 = regs->r9;
-	asm volatile("" : "+r"(si), "+r"(dx), "+r"(cx), "+r"(r8), "+r"(r9));
-	switch (desc_reason_pos(desc)) {
+	u64 di = regs->di, si = regs->si, dx = regs->dx, cx = regs->cx, r8 = regs->r8, r9 = regs->r9;
+	asm volatile("" : "+r"(di), "+r"(si), "+r"(dx), "+r"(cx), "+r"(r8), "+r"(r9));
+	switch (pos) {
+	case 1: return di;
 	case 2: return si;
 	case 3: return dx;
 	case 4: return cx;
@@ -407,7 +738,8 @@ static __always_inline u64 kprobe_reason(struct pt_regs *regs, u64 desc)
 	{                                                                      \
 		u64 desc = bpf_get_attach_cookie(regs);                        \
 		handle((struct sk_buff *)regs->REG, desc,                      \
-		       kprobe_reason(regs, desc));                             \
+		       kprobe_arg(regs, desc_reason_pos(desc)),                \
+		       (struct sock *)kprobe_arg(regs, desc_sock_pos(desc)));  \
 		return 0;                                                      \
 	}                                                                      \
 	SEC("kprobe.multi/placeholder")                                        \
@@ -415,7 +747,8 @@ static __always_inline u64 kprobe_reason(struct pt_regs *regs, u64 desc)
 	{                                                                      \
 		u64 desc = bpf_get_attach_cookie(regs);                        \
 		handle((struct sk_buff *)regs->REG, desc,                      \
-		       kprobe_reason(regs, desc));                             \
+		       kprobe_arg(regs, desc_reason_pos(desc)),                \
+		       (struct sock *)kprobe_arg(regs, desc_sock_pos(desc)));  \
 		return 0;                                                      \
 	}
 
@@ -425,3 +758,73 @@ KPROBE(3, dx)
 KPROBE(4, cx)
 KPROBE(5, r8)
 KPROBE(6, r9)
+
+/* fexit on skb_clone, skb_copy, __pskb_copy_fclone, skb_copy_expand. */
+SEC("fexit/placeholder")
+int fexit_clone(u64 *ctx)
+{
+	u64 ret = 0;
+	bpf_get_func_ret(ctx, &ret);
+	track_clone((struct sk_buff *)ctx[0], (struct sk_buff *)ret, patched_desc());
+	return 0;
+}
+
+/* kprobe backends: stash the original at entry, track the clone at return. */
+static __always_inline u64 stash_key(void)
+{
+	u64 k = bpf_get_current_pid_tgid();
+	/* Idle tasks are pid 0 on every CPU. */
+	if ((u32)k == 0)
+		k = 0xffffffff00000000ULL | bpf_get_smp_processor_id();
+	return k;
+}
+
+static __always_inline void clone_entry(struct sk_buff *skb)
+{
+	u64 key = (u64)skb;
+	if (ipft_disabled || !track_enabled || track_live <= 0 || !skb)
+		return;
+	if (!bpf_map_lookup_elem(&track, &key))
+		return;
+	u64 k = stash_key();
+	bpf_map_update_elem(&clone_stash, &k, &key, BPF_ANY);
+}
+
+static __always_inline void clone_return(struct pt_regs *regs)
+{
+	u64 k = stash_key();
+	u64 *orig = bpf_map_lookup_elem(&clone_stash, &k);
+	if (!orig)
+		return;
+	u64 o = *orig;
+	bpf_map_delete_elem(&clone_stash, &k);
+	track_clone((struct sk_buff *)o, (struct sk_buff *)regs->ax, bpf_get_attach_cookie(regs));
+}
+
+SEC("kprobe/placeholder")
+int kprobe_clone(struct pt_regs *regs)
+{
+	clone_entry((struct sk_buff *)regs->di);
+	return 0;
+}
+
+SEC("kretprobe/placeholder")
+int kretprobe_clone(struct pt_regs *regs)
+{
+	clone_return(regs);
+	return 0;
+}
+
+SEC("kprobe.multi/placeholder")
+int kprobe_multi_clone(struct pt_regs *regs)
+{
+	clone_entry((struct sk_buff *)regs->di);
+	return 0;
+}
+
+SEC("kretprobe.multi/placeholder")
+int kretprobe_multi_clone(struct pt_regs *regs)
+{
+	clone_return(regs);
+	return 0;
+}

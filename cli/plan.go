@@ -29,6 +29,7 @@ func Plan(o *Options, scan *btfscan.Result) (tracer.Config, manifest.Summary, er
 		Duration:  o.Duration,
 		ReadyFile: o.ReadyFile,
 		Format:    o.Format,
+		NoTrack:   o.NoTrack,
 		Verbose:   o.Verbose,
 	}
 	entries, sum := selectFuncs(o, scan)

@@ -53,6 +53,9 @@ type Event struct {
 	Netns   uint64 `json:"netns"`
 	Ifindex int    `json:"ifindex"`
 	Len     int    `json:"len"`
+	Tuple   *Flow  `json:"tuple"` // only where it differs from the journey's flow
+	Skb     string `json:"skb"`   // only on clones
+	Clone   bool   `json:"clone"`
 }
 
 func (j Journey) Funcs() []string {
@@ -68,6 +71,12 @@ func (j Journey) String() string {
 	ev := make([]string, len(j.Events))
 	for i, e := range j.Events {
 		ev[i] = fmt.Sprintf("%s(%d)", e.Func, e.Len)
+		if e.Clone {
+			ev[i] += "+clone"
+		}
+		if u := e.Tuple; u != nil {
+			ev[i] += fmt.Sprintf("[%s %s:%d->%s:%d]", u.Proto, u.Saddr, u.Sport, u.Daddr, u.Dport)
+		}
 	}
 	return fmt.Sprintf("v%d %s %s:%d -> %s:%d skb %s end %s: %s", f.IPVersion, f.Proto, f.Saddr, f.Sport,
 		f.Daddr, f.Dport, j.Skb, j.End, strings.Join(ev, " "))

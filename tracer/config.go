@@ -43,6 +43,7 @@ type Config struct {
 	Duration    time.Duration   // stop after this long (0: no limit)
 	ReadyFile   string          // created once everything is attached
 	Format      string          // text or json
+	NoTrack     bool            // follow packets by their headers only (no skb tracking)
 	Verbose     bool            // list skipped functions, show verifier logs
 	Stdout      io.Writer       // journeys
 	Stderr      io.Writer       // progress, summaries, warnings

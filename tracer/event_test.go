@@ -22,6 +22,8 @@ func TestEventLayoutMatchesBPF(t *testing.T) {
 		"drop_reason": {unsafe.Offsetof(e.DropReason), 36},
 		"tuple":       {unsafe.Offsetof(e.Tuple), 40},
 		"data":        {unsafe.Offsetof(e.Data), 80},
+		"id":          {unsafe.Offsetof(e.Id), trackOff},
+		"flags":       {unsafe.Offsetof(e.Flags), trackOff + 8},
 	}
 	for name, o := range offsets {
 		if o[0] != o[1] {
@@ -37,6 +39,7 @@ func TestDecodeEvent(t *testing.T) {
 	copy(e.Tuple.Saddr[:], []byte{10, 0, 0, 1})
 	copy(e.Tuple.Daddr[:], []byte{10, 0, 0, 2})
 	e.Data[0] = 0xaa
+	e.Id, e.Flags = 0x10000000002a, evClone|evSock
 	var buf bytes.Buffer
 	if err := binary.Write(&buf, binary.LittleEndian, &e); err != nil {
 		t.Fatal(err)
@@ -48,6 +51,7 @@ func TestDecodeEvent(t *testing.T) {
 	want := journey.Event{TS: 1, SKB: 0xffff888001, FuncID: 7, CPU: 1, Netns: 4026531840, Ifindex: 3, Len: 84, DropReason: 2,
 		Tuple: journey.Tuple{IPVersion: 4, Proto: 6, Saddr: netip.MustParseAddr("10.0.0.1"), Daddr: netip.MustParseAddr("10.0.0.2"), Sport: 33696, Dport: 8000}}
 	want.Data[0] = 0xaa
+	want.ID, want.Clone, want.SockTuple = 0x10000000002a, true, true
 	if ev != want {
 		t.Fatalf("decoded %+v\nwant    %+v", ev, want)
 	}
