@@ -582,12 +582,10 @@ static __always_inline void handle(struct sk_buff *skb, u64 desc, u64 reason, st
 		return;
 	}
 	d.matched = skb_tuple(skb, sk, &t, &d.flags) == 0 && flow_match(&t);
-	if (track_enabled) {
-		if (!track_decide(skb, desc, &t, &d))
-			return;
-	} else if (!d.matched) {
+	if (!d.matched && (!track_enabled || track_live <= 0))
+		return; /* the common case: another flow, nothing tracked */
+	if (track_enabled && !track_decide(skb, desc, &t, &d))
 		return;
-	}
 	emit(skb, sk, desc, reason, &t, d.id, d.flags);
 	if (track_enabled && (desc & (DESC_DYING | DESC_FREE)))
 		track_forget(skb, desc);
