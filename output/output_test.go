@@ -191,11 +191,11 @@ type refFlow struct {
 }
 
 type refEvent struct {
-	TS      uint64 `json:"ts"`
-	Func    string `json:"func"`
-	CPU     uint32 `json:"cpu"`
-	Netns   uint32 `json:"netns"`
-	Ifindex uint32 `json:"ifindex"`
+	TS      uint64   `json:"ts"`
+	Func    string   `json:"func"`
+	CPU     uint32   `json:"cpu"`
+	Netns   uint32   `json:"netns"`
+	Ifindex uint32   `json:"ifindex"`
 	Len     uint32   `json:"len"`
 	Tuple   *refFlow `json:"tuple,omitempty"`
 	SKB     string   `json:"skb,omitempty"`
