@@ -244,7 +244,14 @@ static __noinline int parse_skb(struct sk_buff *skb, struct tuple *t)
 
 	if (!head)
 		return -1;
-	if (nh_off != 0 && nh_off != HDR_UNSET && (mac_off == HDR_UNSET || nh_off > mac_off)) {
+	/*
+	 * A network header before the MAC header is stale (decapsulated on
+	 * receive, not reset yet), except while an encapsulation pushes the
+	 * outer headers in front of the inner frame.
+	 */
+	if (nh_off != 0 && nh_off != HDR_UNSET &&
+	    (mac_off == HDR_UNSET || nh_off > mac_off ||
+	     (nh_off < mac_off && BPF_CORE_READ_BITFIELD_PROBED(skb, encapsulation)))) {
 		nh = head + nh_off;
 	} else {
 		if (mac_off == HDR_UNSET)

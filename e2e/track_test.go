@@ -469,7 +469,7 @@ func TestTrackAddressReuse(t *testing.T) {
 		}
 		done <- err
 	}()
-	const n = 10
+	const n = 20
 	received := 0
 	for i := 0; i < n; i++ {
 		snd.send(t, []byte(fmt.Sprintf("datagram %d", i)))
