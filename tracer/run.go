@@ -65,11 +65,12 @@ func Run(ctx context.Context, cfg Config) error {
 	if backend == BackendTracepoint && !cfg.NoTrack {
 		// Recreate the objects with track_validate set: a load-time
 		// constant, and the probes above needed objects to run.
-		objs.Close()
-		if objs, err = newObjectsFor(cfg.Filter, true, true, objs.cache); err != nil {
+		fresh, err := newObjectsFor(cfg.Filter, true, true, objs.cache)
+		if err != nil {
 			return err
 		}
-		t.objs = objs
+		objs.Close()
+		objs, t.objs = fresh, fresh
 	}
 	t.targets = cfg.Funcs
 	if backend == BackendTracepoint {
