@@ -227,7 +227,8 @@ struct ipv6hdr_min {
 /*
  * Fill t from the packet. The network header is used where it is set;
  * otherwise the Ethernet header at the MAC header, with up to two VLAN
- * tags. Kept small on purpose: every traced function loads its own copy of
+ * tags. Returns -2 if the skb has neither header (yet), -1 if they do not
+ * parse. Kept small on purpose: every traced function loads its own copy of
  * this code, so its size is the attach time.
  */
 static __noinline int parse_skb(struct sk_buff *skb, struct tuple *t)
@@ -255,7 +256,7 @@ static __noinline int parse_skb(struct sk_buff *skb, struct tuple *t)
 		nh = head + nh_off;
 	} else {
 		if (mac_off == HDR_UNSET)
-			return -1;
+			return -2; /* no header at all: see parse_sk */
 		/* Ethernet: read the type and two possible VLAN tags at once. */
 		if (bpf_probe_read_kernel(&h, 22, head + mac_off) < 0)
 			return -1;
@@ -351,26 +352,20 @@ static __noinline int parse_sk(struct sk_buff *skb, struct sock *argsk, struct t
 	if (!sk)
 		return -1;
 	u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	u8 state = BPF_CORE_READ(sk, __sk_common.skc_state);
-	u8 proto = IPPROTO_TCP;
-	/* Time-wait and request socks end with sock_common: no sk_protocol. */
-	if (state != TCP_TIME_WAIT && state != TCP_NEW_SYN_RECV)
-		proto = BPF_CORE_READ(sk, sk_protocol);
-
 	if (family == AF_INET) {
 		__be32 d = BPF_CORE_READ(sk, __sk_common.skc_daddr);
-		__be32 s = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
 		if (!d)
 			return -1;
+		__be32 s = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
 		t->ipversion = 4;
 		__builtin_memcpy(t->saddr, &s, 4);
 		__builtin_memcpy(t->daddr, &d, 4);
 	} else if (family == AF_INET6) {
 		u64 d[2], s[2];
 		BPF_CORE_READ_INTO(&d, sk, __sk_common.skc_v6_daddr);
-		BPF_CORE_READ_INTO(&s, sk, __sk_common.skc_v6_rcv_saddr);
 		if (!d[0] && !d[1])
 			return -1;
+		BPF_CORE_READ_INTO(&s, sk, __sk_common.skc_v6_rcv_saddr);
 		/* ::ffff:a.b.c.d (an IPv4 peer of a dual-stack socket) */
 		if (d[0] == 0 && (u32)d[1] == bpf_htonl(0xffff)) {
 			t->ipversion = 4;
@@ -384,6 +379,11 @@ static __noinline int parse_sk(struct sk_buff *skb, struct sock *argsk, struct t
 	} else {
 		return -1;
 	}
+	u8 proto = IPPROTO_TCP;
+	u8 state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	/* Time-wait and request socks end with sock_common: no sk_protocol. */
+	if (state != TCP_TIME_WAIT && state != TCP_NEW_SYN_RECV)
+		proto = BPF_CORE_READ(sk, sk_protocol);
 	t->proto = proto;
 	if (proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_UDPLITE || proto == IPPROTO_SCTP) {
 		t->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
@@ -395,10 +395,12 @@ static __noinline int parse_sk(struct sk_buff *skb, struct sock *argsk, struct t
 /* The tuple of skb: from its headers, else from its socket (EV_SOCK). */
 static __always_inline int skb_tuple(struct sk_buff *skb, struct sock *sk, struct tuple *t, u32 *flags)
 {
-	if (parse_skb(skb, t) == 0)
+	int err = parse_skb(skb, t);
+	if (err == 0)
 		return 0;
 	__builtin_memset(t, 0, sizeof(*t));
-	if (parse_sk(skb, sk, t) == 0) {
+	/* Only an skb without headers: a set but unwritten one is not sk's. */
+	if (err == -2 && parse_sk(skb, sk, t) == 0) {
 		*flags |= EV_SOCK;
 		return 0;
 	}
