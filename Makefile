@@ -15,7 +15,7 @@ VM_BACKENDS_6.1   ?= fentry kprobe
 VM_BACKENDS_6.12  ?= fentry kprobe-multi kprobe
 VM_TIMEOUT        ?= 25m
 
-.PHONY: all build generate check-generate unit e2e vmfetch vmtest vmrunner-test test bench deps clean FORCE
+.PHONY: all build generate check-generate unit fuzz e2e vmfetch vmtest vmrunner-test test bench deps clean FORCE
 
 all: build
 
@@ -35,9 +35,28 @@ unit:
 	$(GO) vet ./...
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /e2e$$)
 
-# End-to-end tests on this host's kernel (root; real traffic in netns).
+# Every go test -fuzz target (func FuzzXxx in a _test.go file outside e2e/),
+# FUZZTIME each, one after the other. A crasher is written to the package's
+# testdata/fuzz/FuzzXxx/ and fails the target; fix it and commit the file,
+# which `make unit` then replays as a regression case.
+FUZZTIME ?= 20s
+fuzz:
+	@set -e; for f in $$(grep -rlE '^func Fuzz[A-Za-z0-9_]*\(' --include='*_test.go' . | grep -v '^./e2e/' | sort); do \
+		d=$$(dirname $$f); \
+		for t in $$(grep -oE '^func Fuzz[A-Za-z0-9_]*' $$f | cut -d' ' -f2); do \
+			echo "=== fuzz $$d $$t ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$d \
+				|| { echo "=== fuzz $$d $$t: FAILED (crasher in $$d/testdata/fuzz/$$t/)"; exit 1; }; \
+		done; \
+	done
+
+# End-to-end tests on this host's kernel (root; real traffic in netns),
+# including the E2E_FLOOD-long flood test (TestFlood; E2E_FLOOD= skips it).
+# The VM runs leave the flood out (it would take TCG ages); they run the
+# interrupt trials with fewer trials (IPFTRACE_E2E_TRIALS).
+E2E_FLOOD ?= 60s
 e2e: build
-	$(GO) test -count=1 -v -timeout 15m ./e2e 2>&1 | tee bin/e2e-host.log; exit $${PIPESTATUS[0]}
+	IPFTRACE_E2E_FLOOD=$(E2E_FLOOD) $(GO) test -count=1 -v -timeout 15m ./e2e 2>&1 | tee bin/e2e-host.log; exit $${PIPESTATUS[0]}
 
 bin/e2e.test: FORCE
 	$(GO) test -c -o bin/e2e.test ./e2e
@@ -69,8 +88,8 @@ vmtest-%:
 vmrunner-test: bin/vm
 	IPFTRACE_VMTEST=1 $(GO) test -count=1 -v -timeout 20m ./test/vm
 
-# Everything: stale-object check, unit tests, host e2e, VM matrix.
-test: deps check-generate unit e2e vmtest
+# Everything: stale-object check, unit tests, fuzzing, host e2e, VM matrix.
+test: deps check-generate unit fuzz e2e vmtest
 
 # Benchmarks (issue 6): userspace microbenchmarks, then the host (tracepoint
 # backend), then one VM boot per kernel running every function backend with

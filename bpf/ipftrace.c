@@ -4,11 +4,10 @@
 /*
  * ipftrace's BPF side: one small handler shared by every backend.
  *
- * Each entry program finds the skb (from a fixed argument position) and a
- * 64-bit descriptor of the traced function, then calls handle(). The
- * descriptor holds the function ID in its low 32 bits, the 1-based
- * position of a drop-reason argument in bits 32..39 (0: none), and the
- * DESC_* flags below, which userspace sets from the function's name.
+ * Each entry program finds the skb (from a fixed argument position), runs
+ * HANDLE() (flow filter, then for a match the descriptor and an event). The
+ * descriptor holds the function ID in its low 32 bits and the 1-based
+ * position of a drop-reason argument in bits 32..39 (0: none).
  *
  *   fentry, tp_btf:        one program is loaded per function; userspace
  *                          patches the descriptor into the DESC_MARKER
@@ -17,8 +16,7 @@
  *                          the attach cookie of each function.
  *
  * The flow filter is a set of load-time constants (volatile const), so a
- * packet that does not match costs a few header reads, and a map lookup
- * only while some skb is tracked (see "Tracking" below).
+ * packet that does not match costs a few header reads and no map lookups.
  */
 #include "types.h"
 #include <bpf/bpf_helpers.h>
@@ -69,6 +67,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define TCP_NEW_SYN_RECV 12
 #define IPPROTO_UDPLITE 136
 
+
 struct tuple {
 	u8 saddr[16];
 	u8 daddr[16];
@@ -90,9 +89,25 @@ struct event {
 	u32 drop_reason;
 	struct tuple tuple;
 	u8 data[DATA_SIZE];
-	u64 id;    /* journey ID from tracking (0: tracking off) */
-	u32 flags; /* EV_* */
+	/*
+	 * Where a drop function was called from: the kfree_skb tracepoint's
+	 * location argument, or the return address a kprobe finds on the
+	 * stack; 0 if unknown.
+	 */
+	u64 location;
+	u64 data_valid; /* bit i: module field i was read (see module/) */
+	u64 id;         /* journey ID from tracking (0: tracking off) */
+	u32 flags;      /* EV_* */
 	u32 pad;
+};
+
+/*
+ * The module data of one event, filled on the stack by fill_data() before
+ * anything is reserved in the ring buffer.
+ */
+struct mod_buf {
+	u8 data[DATA_SIZE];
+	u64 valid;
 };
 
 
@@ -116,6 +131,7 @@ enum {
 	COUNT_IDS,        /* journey ID generator of this CPU */
 	NR_COUNTERS
 };
+
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -224,19 +240,81 @@ struct ipv6hdr_min {
 	u8 daddr[16];
 };
 
+/* The skb fields the parser needs. */
+struct skb_hdrs {
+	struct sk_buff *skb;
+	unsigned char *head;
+	u16 nh_off;
+	u16 mac_off;
+	__be16 proto;
+};
+
 /*
- * Fill t from the packet. The network header is used where it is set;
- * otherwise the Ethernet header at the MAC header, with up to two VLAN
- * tags. Returns -2 if the skb has neither header (yet), -1 if they do not
- * parse. Kept small on purpose: every traced function loads its own copy of
- * this code, so its size is the attach time.
+ * fentry and tp_btf: the skb is a BTF pointer, so its fields are plain
+ * (fault-checked) loads, no helper calls.
  */
-static __noinline int parse_skb(struct sk_buff *skb, struct tuple *t)
+static __always_inline void skb_hdrs_direct(struct sk_buff *skb, struct skb_hdrs *h)
 {
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	u16 nh_off = BPF_CORE_READ(skb, network_header);
-	u16 mac_off = BPF_CORE_READ(skb, mac_header);
-	__be16 proto = BPF_CORE_READ(skb, protocol);
+	h->skb = skb;
+	h->head = skb->head;
+	h->nh_off = skb->network_header;
+	h->mac_off = skb->mac_header;
+	h->proto = skb->protocol;
+}
+
+/*
+ * kprobe and kprobe-multi: the skb is a plain address. protocol,
+ * network_header, mac_header and head sit within 24 bytes of each other in
+ * every kernel since 4.x (protocol, transport_header, network_header,
+ * mac_header, tail, end, head), so one probe read takes them all. The
+ * offsets are CO-RE constants: the verifier sees which branch is taken, and
+ * a kernel with another layout gets the four reads.
+ */
+static __always_inline void skb_hdrs_probe(struct sk_buff *skb, struct skb_hdrs *h)
+{
+	u32 base = bpf_core_field_offset(struct sk_buff, protocol);
+	u32 nh = bpf_core_field_offset(struct sk_buff, network_header) - base;
+	u32 mac = bpf_core_field_offset(struct sk_buff, mac_header) - base;
+	u32 hd = bpf_core_field_offset(struct sk_buff, head) - base;
+	union {
+		u16 h[12];
+		u64 q[3];
+	} w;
+
+	h->skb = skb;
+
+	if (nh < 24 && mac < 24 && hd <= 16 && !(nh & 1) && !(mac & 1) && !(hd & 7)) {
+		if (bpf_probe_read_kernel(&w, sizeof(w), (void *)skb + base) < 0) {
+			h->head = 0;
+			return;
+		}
+		h->proto = w.h[0];
+		h->nh_off = w.h[nh / 2];
+		h->mac_off = w.h[mac / 2];
+		h->head = (unsigned char *)w.q[hd / 8];
+	} else {
+		h->head = BPF_CORE_READ(skb, head);
+		h->proto = BPF_CORE_READ(skb, protocol);
+		h->nh_off = BPF_CORE_READ(skb, network_header);
+		h->mac_off = BPF_CORE_READ(skb, mac_header);
+	}
+}
+
+/*
+ * Fill t from the packet: IP version, protocol, addresses, and the ports of
+ * TCP, UDP and SCTP (not for non-first fragments). The network header is
+ * used where it is set; otherwise the Ethernet header at the MAC header,
+ * with up to two VLAN tags. Returns -1 for a packet that is not IP, -2 for
+ * an skb with neither header (yet: see parse_sk), else 0.
+ * Everything is inlined into one function: a BPF-to-BPF call makes the
+ * verifier and the JIT work harder, and every fentry clone pays that at load.
+ */
+static __always_inline int parse_l3(struct skb_hdrs *hd, struct tuple *t)
+{
+	unsigned char *head = hd->head;
+	u16 nh_off = hd->nh_off;
+	u16 mac_off = hd->mac_off;
+	__be16 proto = hd->proto;
 	unsigned char *nh;
 	union {
 		u8 b[40];
@@ -252,11 +330,11 @@ static __noinline int parse_skb(struct sk_buff *skb, struct tuple *t)
 	 */
 	if (nh_off != 0 && nh_off != HDR_UNSET &&
 	    (mac_off == HDR_UNSET || nh_off > mac_off ||
-	     (nh_off < mac_off && BPF_CORE_READ_BITFIELD_PROBED(skb, encapsulation)))) {
+	     (nh_off < mac_off && BPF_CORE_READ_BITFIELD_PROBED(hd->skb, encapsulation)))) {
 		nh = head + nh_off;
 	} else {
 		if (mac_off == HDR_UNSET)
-			return -2; /* no header at all: see parse_sk */
+			return -2; /* no header at all */
 		/* Ethernet: read the type and two possible VLAN tags at once. */
 		if (bpf_probe_read_kernel(&h, 22, head + mac_off) < 0)
 			return -1;
@@ -327,7 +405,6 @@ static __noinline int parse_skb(struct sk_buff *skb, struct tuple *t)
 	} else {
 		return -1;
 	}
-
 	if (next == IPPROTO_TCP || next == IPPROTO_UDP || next == IPPROTO_SCTP) {
 		__be16 ports[2];
 		if (bpf_probe_read_kernel(ports, sizeof(ports), l4) < 0)
@@ -343,7 +420,7 @@ static __noinline int parse_skb(struct sk_buff *skb, struct tuple *t)
  * generated packet before its IP header exists (TCP and UDP above IP).
  * Only connected inet sockets give a tuple.
  */
-static __noinline int parse_sk(struct sk_buff *skb, struct sock *argsk, struct tuple *t)
+static __always_inline int parse_sk(struct sk_buff *skb, struct sock *argsk, struct tuple *t)
 {
 	struct sock *sk = BPF_CORE_READ(skb, sk);
 	/* TCP sets skb->sk only on the clone it transmits. */
@@ -392,22 +469,6 @@ static __noinline int parse_sk(struct sk_buff *skb, struct sock *argsk, struct t
 	return 0;
 }
 
-/* The tuple of skb: from its headers, else from its socket (EV_SOCK). */
-static __always_inline int skb_tuple(struct sk_buff *skb, struct sock *sk, struct tuple *t, u32 *flags)
-{
-	int err = parse_skb(skb, t);
-	if (err == 0)
-		return 0;
-	__builtin_memset(t, 0, sizeof(*t));
-	/* Only an skb without headers: a set but unwritten one is not sk's. */
-	if (err == -2 && parse_sk(skb, sk, t) == 0) {
-		*flags |= EV_SOCK;
-		return 0;
-	}
-	__builtin_memset(t, 0, sizeof(*t));
-	return -1;
-}
-
 static __always_inline int addr_match(const u8 *addr, u8 ver, u8 want_ver,
 				      volatile const u64 *want, volatile const u64 *mask)
 {
@@ -420,7 +481,8 @@ static __always_inline int addr_match(const u8 *addr, u8 ver, u8 want_ver,
 	return ((a[0] ^ want[0]) & mask[0]) == 0 && ((a[1] ^ want[1]) & mask[1]) == 0;
 }
 
-static __always_inline int flow_match(struct tuple *t)
+/* The filter on version, protocol and addresses. */
+static __always_inline int l3_match(struct tuple *t)
 {
 	if (f_ipversion && t->ipversion != f_ipversion)
 		return 0;
@@ -428,14 +490,19 @@ static __always_inline int flow_match(struct tuple *t)
 		return 0;
 	if (!addr_match(t->saddr, t->ipversion, f_saddr_ver, f_saddr, f_saddr_mask))
 		return 0;
-	if (!addr_match(t->daddr, t->ipversion, f_daddr_ver, f_daddr, f_daddr_mask))
-		return 0;
+	return addr_match(t->daddr, t->ipversion, f_daddr_ver, f_daddr, f_daddr_mask);
+}
+
+/* The filter on ports. */
+static __always_inline int port_match(struct tuple *t)
+{
 	if (f_sport_set && t->sport != f_sport)
 		return 0;
 	if (f_dport_set && t->dport != f_dport)
 		return 0;
 	return 1;
 }
+
 
 static __always_inline u32 skb_netns(struct sk_buff *skb, struct sock *argsk)
 {
@@ -448,6 +515,25 @@ static __always_inline u32 skb_netns(struct sk_buff *skb, struct sock *argsk)
 	if (sk)
 		return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 	return 0;
+}
+
+/* Set by userspace when -m modules replaced the body of fill_data(). */
+volatile const u8 modules_on;
+
+/*
+ * fill_data reads the fields of the -m modules into b->data, sets a bit in
+ * b->valid for each field it could read, and returns 0 if a match
+ * condition of a module does not hold (the event is then not sent).
+ * Userspace replaces this body at load time with code generated from the
+ * modules (module/codegen.go); without modules it removes the subprogram
+ * and its call, so that every program stays one function. The asm keeps
+ * clang from assuming anything about the result.
+ */
+static __noinline int fill_data(struct sk_buff *skb, struct mod_buf *b)
+{
+	int ret = 1;
+	asm volatile("" : "+r"(ret) : "r"(skb), "r"(b) : "memory");
+	return ret;
 }
 
 static __always_inline u64 new_journey_id(void)
@@ -482,7 +568,7 @@ struct decision {
 	u32 matched; /* in: the headers matched the filter */
 };
 
-static __noinline int track_decide(struct sk_buff *skb, u64 desc, struct tuple *t, struct decision *d)
+static __always_inline int track_decide(struct sk_buff *skb, u64 desc, struct tuple *t, struct decision *d)
 {
 	u64 key = (u64)skb;
 	struct track *tr;
@@ -532,7 +618,7 @@ static __noinline int track_decide(struct sk_buff *skb, u64 desc, struct tuple *
 }
 
 /* Forget skb where it is freed (DESC_FREE) or mark it dying (DESC_DYING). */
-static __noinline void track_forget(struct sk_buff *skb, u64 desc)
+static __always_inline void track_forget(struct sk_buff *skb, u64 desc)
 {
 	u64 key = (u64)skb;
 
@@ -550,8 +636,69 @@ static __noinline void track_forget(struct sk_buff *skb, u64 desc)
 		tr->flags |= TRACK_DYING;
 }
 
-static __always_inline void emit(struct sk_buff *skb, struct sock *sk, u64 desc, u64 reason, struct tuple *t, u64 id, u32 flags)
+/*
+ * The per-hit work of every program: match the packet against the flow
+ * filter or find it tracked, and send an event. direct says whether the
+ * skb is a BTF pointer (fentry, tp_btf) or a plain address (kprobes). The
+ * descriptor and drop reason are fetched only for a match, a possibly
+ * tracked skb, or an skb without headers (get_desc); get_sk gives the
+ * function's socket argument (after get_desc), for parse_sk.
+ */
+#define HANDLE(skb, direct, get_desc, get_sk)                                  \
+	do {                                                                   \
+		struct skb_hdrs hd;                                            \
+		struct tuple t = {};                                           \
+		struct decision d = {};                                        \
+		struct sock *sk = NULL;                                        \
+		u64 desc = 0, reason = 0, loc = 0;                             \
+		int have_desc = 0, err;                                        \
+		if (ipft_disabled)                                             \
+			break;                                                 \
+		if (direct)                                                    \
+			skb_hdrs_direct(skb, &hd);                             \
+		else                                                           \
+			skb_hdrs_probe(skb, &hd);                              \
+		err = parse_l3(&hd, &t);                                       \
+		if (err == -2 && track_enabled) {                              \
+			get_desc;                                              \
+			have_desc = 1;                                         \
+			sk = get_sk;                                           \
+			err = parse_sk(hd.skb, sk, &t);                        \
+			if (!err)                                              \
+				d.flags |= EV_SOCK;                            \
+		}                                                              \
+		if (err)                                                       \
+			__builtin_memset(&t, 0, sizeof(t));                    \
+		d.matched = !err && l3_match(&t) && port_match(&t);            \
+		/* The common case: another flow, nothing tracked. */          \
+		if (!d.matched && (!track_enabled || track_live <= 0))         \
+			break;                                                 \
+		if (!have_desc) {                                              \
+			get_desc;                                              \
+		}                                                              \
+		if (desc & DESC_QUIET) {                                       \
+			if (track_enabled)                                     \
+				track_forget(skb, desc);                       \
+			break;                                                 \
+		}                                                              \
+		if (track_enabled && !track_decide(skb, desc, &t, &d))         \
+			break;                                                 \
+		emit(skb, sk, &t, desc, reason, loc, d.id, d.flags);           \
+		if (track_enabled && (desc & (DESC_DYING | DESC_FREE)))        \
+			track_forget(skb, desc);                               \
+	} while (0)
+
+static __always_inline void emit(struct sk_buff *skb, struct sock *sk, struct tuple *t, u64 desc, u64 reason,
+				 u64 loc, u64 id, u32 flags)
 {
+	/* Module data and match conditions: before any ring buffer traffic. */
+	struct mod_buf mb;
+	if (modules_on) {
+		__builtin_memset(&mb, 0, sizeof(mb));
+		if (!fill_data(skb, &mb))
+			return;
+	}
+
 	count(COUNT_MATCHED);
 	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
@@ -567,7 +714,14 @@ static __always_inline void emit(struct sk_buff *skb, struct sock *sk, u64 desc,
 	e->len = BPF_CORE_READ(skb, len);
 	e->drop_reason = (u32)reason;
 	e->tuple = *t;
-	__builtin_memset(e->data, 0, sizeof(e->data));
+	if (modules_on) {
+		__builtin_memcpy(e->data, mb.data, sizeof(e->data));
+		e->data_valid = mb.valid;
+	} else {
+		__builtin_memset(e->data, 0, sizeof(e->data));
+		e->data_valid = 0;
+	}
+	e->location = loc;
 	e->id = id;
 	e->flags = flags;
 	e->pad = 0;
@@ -578,34 +732,12 @@ static __always_inline void emit(struct sk_buff *skb, struct sock *sk, u64 desc,
 	bpf_ringbuf_submit(e, rbflags);
 }
 
-static __always_inline void handle(struct sk_buff *skb, u64 desc, u64 reason, struct sock *sk)
-{
-	struct tuple t = {};
-	struct decision d = {};
-
-	if (ipft_disabled)
-		return;
-	if (desc & DESC_QUIET) {
-		if (track_enabled)
-			track_forget(skb, desc);
-		return;
-	}
-	d.matched = skb_tuple(skb, sk, &t, &d.flags) == 0 && flow_match(&t);
-	if (!d.matched && (!track_enabled || track_live <= 0))
-		return; /* the common case: another flow, nothing tracked */
-	if (track_enabled && !track_decide(skb, desc, &t, &d))
-		return;
-	emit(skb, sk, desc, reason, &t, d.id, d.flags);
-	if (track_enabled && (desc & (DESC_DYING | DESC_FREE)))
-		track_forget(skb, desc);
-}
-
 /*
  * A clone or copy of a tracked skb joins its journey. Called with the
  * original and the new skb when skb_clone, skb_copy, __pskb_copy_fclone or
  * skb_copy_expand returns; emits the clone's first event.
  */
-static __noinline void track_clone(struct sk_buff *orig, struct sk_buff *clone, u64 desc)
+static __always_inline void track_clone(struct sk_buff *orig, struct sk_buff *clone, u64 desc)
 {
 	u64 key = (u64)orig;
 
@@ -622,10 +754,19 @@ static __noinline void track_clone(struct sk_buff *orig, struct sk_buff *clone, 
 		count(COUNT_TRACK_FAIL);
 		return;
 	}
+	struct skb_hdrs hd;
 	struct tuple t = {};
 	u32 flags = EV_CLONE;
-	skb_tuple(clone, NULL, &t, &flags);
-	emit(clone, NULL, desc, 0, &t, n.id, flags);
+	skb_hdrs_probe(clone, &hd);
+	int err = parse_l3(&hd, &t);
+	if (err == -2) {
+		err = parse_sk(clone, NULL, &t);
+		if (!err)
+			flags |= EV_SOCK;
+	}
+	if (err)
+		__builtin_memset(&t, 0, sizeof(t));
+	emit(clone, NULL, &t, desc, 0, 0, n.id, flags);
 }
 
 static __always_inline u32 desc_reason_pos(u64 desc)
@@ -645,23 +786,39 @@ static __always_inline u64 patched_desc(void)
 	return desc;
 }
 
+/* The socket argument of a traced function (0: none). */
+static __always_inline struct sock *fentry_sock(u64 *ctx, u64 desc)
+{
+	u64 sk = 0;
+	u32 spos = desc_sock_pos(desc);
+	if (spos)
+		bpf_get_func_arg(ctx, spos - 1, &sk);
+	return (struct sock *)sk;
+}
+
+/* The socket argument of a tracepoint (constant offsets only). */
+static __always_inline struct sock *tp_sock(u64 *ctx, u64 desc)
+{
+	switch (desc_sock_pos(desc)) {
+	case 1: return (struct sock *)ctx[0];
+	case 2: return (struct sock *)ctx[1];
+	}
+	return NULL;
+}
+
 /* fentry: one clone per function; the skb is argument N. */
 #define FENTRY(N)                                                              \
 	SEC("fentry/placeholder")                                              \
 	int fentry_skb##N(u64 *ctx)                                            \
 	{                                                                      \
-		u64 desc = patched_desc();                                     \
-		u64 reason = 0;                                                \
-		u32 rpos = desc_reason_pos(desc);                              \
-		if (rpos)                                                      \
-			bpf_get_func_arg(ctx, rpos - 1, &reason);              \
-		u64 sk = 0;                                                    \
-		u32 spos = desc_sock_pos(desc);                                \
-		if (spos)                                                      \
-			bpf_get_func_arg(ctx, spos - 1, &sk);                  \
 		struct sk_buff *skb = (struct sk_buff *)ctx[N - 1];            \
 		if (skb)                                                       \
-			handle(skb, desc, reason, (struct sock *)sk);          \
+			HANDLE(skb, 1, {                                       \
+				desc = patched_desc();                         \
+				u32 rpos = desc_reason_pos(desc);              \
+				if (rpos)                                      \
+					bpf_get_func_arg(ctx, rpos - 1, &reason); \
+			}, fentry_sock(ctx, desc));                            \
 		return 0;                                                      \
 	}
 
@@ -678,25 +835,14 @@ FENTRY(10)
 FENTRY(11)
 FENTRY(12)
 
-/* The socket argument of a tracepoint (constant offsets only). */
-static __always_inline struct sock *tp_sock(u64 *ctx, u64 desc)
-{
-	switch (desc_sock_pos(desc)) {
-	case 1: return (struct sock *)ctx[0];
-	case 2: return (struct sock *)ctx[1];
-	}
-	return NULL;
-}
-
 /* tp_btf: one clone per tracepoint; the skb is tracepoint argument N. */
 #define TP(N)                                                                  \
 	SEC("tp_btf/placeholder")                                              \
 	int tp_skb##N(u64 *ctx)                                                \
 	{                                                                      \
-		u64 desc = patched_desc();                                     \
 		struct sk_buff *skb = (struct sk_buff *)ctx[N - 1];            \
 		if (skb)                                                       \
-			handle(skb, desc, 0, tp_sock(ctx, desc));              \
+			HANDLE(skb, 1, desc = patched_desc(), tp_sock(ctx, desc)); \
 		return 0;                                                      \
 	}
 
@@ -713,18 +859,36 @@ int tp_kfree_skb(u64 *ctx)
 {
 	struct sk_buff *skb = (struct sk_buff *)ctx[0];
 	if (skb)
-		handle(skb, patched_desc(), ctx[2], NULL);
+		HANDLE(skb, 1, {
+			desc = patched_desc();
+			reason = ctx[2];
+			loc = ctx[1];
+		}, NULL);
 	return 0;
 }
 
-/* Argument pos (1..6) of a kprobe, 0 if out of range. */
-static __always_inline u64 kprobe_arg(struct pt_regs *regs, u32 pos)
+static __always_inline u64 kprobe_reason(struct pt_regs *regs, u64 desc)
 {
 	/*
 	 * Load every candidate register first: the verifier rejects a context
 	 * access at a computed offset, which is what clang makes of a switch
 	 * over regs->si, regs->dx, ...
 	 */
+	u64 si = regs->si, dx = regs->dx, cx = regs->cx, r8 = regs->r8, r9 = regs->r9;
+	asm volatile("" : "+r"(si), "+r"(dx), "+r"(cx), "+r"(r8), "+r"(r9));
+	switch (desc_reason_pos(desc)) {
+	case 2: return si;
+	case 3: return dx;
+	case 4: return cx;
+	case 5: return r8;
+	case 6: return r9;
+	}
+	return 0;
+}
+
+/* Argument pos (1..6) of a kprobe, 0 if out of range. */
+static __always_inline u64 kprobe_arg(struct pt_regs *regs, u32 pos)
+{
 	u64 di = regs->di, si = regs->si, dx = regs->dx, cx = regs->cx, r8 = regs->r8, r9 = regs->r9;
 	asm volatile("" : "+r"(di), "+r"(si), "+r"(dx), "+r"(cx), "+r"(r8), "+r"(r9));
 	switch (pos) {
@@ -738,26 +902,54 @@ static __always_inline u64 kprobe_arg(struct pt_regs *regs, u32 pos)
 	return 0;
 }
 
-/* kprobe and kprobe-multi: one program per skb position, cookie = descriptor. */
-#define KPROBE(N, REG)                                                         \
-	SEC("kprobe/placeholder")                                              \
-	int kprobe_skb##N(struct pt_regs *regs)                                \
+/*
+ * The caller of a drop function: at a kprobe on the function's first
+ * instruction, the return address is at the top of the stack.
+ */
+static __always_inline u64 kprobe_location(struct pt_regs *regs, u64 desc)
+{
+	u64 loc = 0;
+	if (desc_reason_pos(desc))
+		bpf_probe_read_kernel(&loc, sizeof(loc), (void *)regs->sp);
+	return loc;
+}
+
+/*
+ * bpf_rdonly_cast (6.2+) turns the skb address into a read-only BTF
+ * pointer, so the kprobe programs can read its fields like fentry does:
+ * one probe read per hit (the packet header) instead of two. Kernels
+ * without it get the *_probe programs.
+ */
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
+
+/*
+ * kprobe and kprobe-multi: one program per skb position, cookie =
+ * descriptor (looked up only for a packet that matched). KPROBE makes the
+ * variant that casts the skb (SUFFIX _skbN) and the one that probe-reads
+ * its fields (SUFFIX _probe_skbN); userspace loads the first that the
+ * kernel accepts.
+ */
+#define KPROBE_PROG(SECNAME, NAME, N, REG, DIRECT, SKB)                       \
+	SEC(SECNAME)                                                           \
+	int NAME##N(struct pt_regs *regs)                                      \
 	{                                                                      \
-		u64 desc = bpf_get_attach_cookie(regs);                        \
-		handle((struct sk_buff *)regs->REG, desc,                      \
-		       kprobe_arg(regs, desc_reason_pos(desc)),                \
-		       (struct sock *)kprobe_arg(regs, desc_sock_pos(desc)));  \
-		return 0;                                                      \
-	}                                                                      \
-	SEC("kprobe.multi/placeholder")                                        \
-	int kprobe_multi_skb##N(struct pt_regs *regs)                          \
-	{                                                                      \
-		u64 desc = bpf_get_attach_cookie(regs);                        \
-		handle((struct sk_buff *)regs->REG, desc,                      \
-		       kprobe_arg(regs, desc_reason_pos(desc)),                \
-		       (struct sock *)kprobe_arg(regs, desc_sock_pos(desc)));  \
+		struct sk_buff *skb = SKB;                                     \
+		HANDLE(skb, DIRECT, {                                          \
+			desc = bpf_get_attach_cookie(regs);                    \
+			reason = kprobe_reason(regs, desc);                    \
+			loc = kprobe_location(regs, desc);                     \
+		}, (struct sock *)kprobe_arg(regs, desc_sock_pos(desc)));      \
 		return 0;                                                      \
 	}
+
+#define CAST_SKB(REG) \
+	((struct sk_buff *)bpf_rdonly_cast((void *)regs->REG, bpf_core_type_id_kernel(struct sk_buff)))
+
+#define KPROBE(N, REG)                                                                                \
+	KPROBE_PROG("kprobe/placeholder", kprobe_skb, N, REG, 1, CAST_SKB(REG))                      \
+	KPROBE_PROG("kprobe/placeholder", kprobe_probe_skb, N, REG, 0, (struct sk_buff *)regs->REG)  \
+	KPROBE_PROG("kprobe.multi/placeholder", kprobe_multi_skb, N, REG, 1, CAST_SKB(REG))          \
+	KPROBE_PROG("kprobe.multi/placeholder", kprobe_multi_probe_skb, N, REG, 0, (struct sk_buff *)regs->REG)
 
 KPROBE(1, di)
 KPROBE(2, si)

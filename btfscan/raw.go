@@ -448,6 +448,10 @@ func oneLine(err error) string {
 // readBTF returns the raw BTF of a file: all of it, or the .BTF section of
 // an ELF file. Errors are one line, without the path, which the caller names.
 func readBTF(path string) ([]byte, error) {
+	// Check before opening: opening a FIFO blocks until it has a writer.
+	if fi, err := os.Stat(path); err == nil && !fi.IsDir() && !fi.Mode().IsRegular() {
+		return nil, errors.New("not a regular file")
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, cause(err)
@@ -460,13 +464,18 @@ func readBTF(path string) ([]byte, error) {
 	if fi.IsDir() {
 		return nil, errors.New("is a directory")
 	}
+	if !fi.Mode().IsRegular() {
+		// A device or a FIFO: /dev/zero would be read until memory runs
+		// out, a FIFO without a writer blocks forever.
+		return nil, errors.New("not a regular file")
+	}
 	var magic [4]byte
 	if n, _ := f.ReadAt(magic[:], 0); n == 4 && string(magic[:]) == "\x7fELF" {
 		return elfBTF(f)
 	}
 	// sysfs reports the real size of BTF files; read on in case it does not.
 	size := fi.Size()
-	if size <= 0 || size > math.MaxInt32 {
+	if size <= 0 || size > maxBTFSize {
 		size = 64 << 10
 	}
 	buf := make([]byte, 0, size+1)
@@ -479,9 +488,15 @@ func readBTF(path string) ([]byte, error) {
 		if err != nil {
 			return nil, cause(err)
 		}
+		if len(buf) > maxBTFSize {
+			return nil, fmt.Errorf("larger than %d MiB, not a BTF file", maxBTFSize>>20)
+		}
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]
 		}
 	}
 	return buf, nil
 }
+
+// maxBTFSize bounds a raw BTF file (vmlinux BTF is about 6 MiB).
+const maxBTFSize = 1 << 30

@@ -237,6 +237,9 @@ func loadSpec(path string, base *btf.Spec) (*btf.Spec, error) {
 	if fi.IsDir() {
 		return nil, fmt.Errorf("read BTF %s: is a directory", path)
 	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("read BTF %s: not a regular file", path)
+	}
 	if err := checkMagic(path); err != nil {
 		return nil, fmt.Errorf("read BTF %s: %w", path, err)
 	}

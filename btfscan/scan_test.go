@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -387,6 +388,10 @@ func TestScanErrors(t *testing.T) {
 
 	moddir := t.TempDir()
 	os.WriteFile(filepath.Join(moddir, "badmod"), []byte("\x9f\xeb\x01\x00garbage"), 0o644)
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	for _, tc := range []struct {
 		name string
@@ -397,6 +402,10 @@ func TestScanErrors(t *testing.T) {
 		{"directory", Options{BTFPath: dir}, "is a directory"},
 		{"garbage", Options{BTFPath: garbage}, "read BTF " + garbage + ": not a BTF file (bad magic)"},
 		{"empty", Options{BTFPath: empty}, "read BTF " + empty + ": empty file, not BTF"},
+		// Neither may be read to the end: /dev/zero never ends, a FIFO
+		// without a writer blocks in open.
+		{"device", Options{BTFPath: "/dev/zero"}, "read BTF /dev/zero: not a regular file"},
+		{"fifo", Options{BTFPath: fifo}, "read BTF " + fifo + ": not a regular file"},
 		{"truncated", Options{BTFPath: truncated}, "read BTF " + truncated + ": type section (offset 0, length"},
 		{"short", Options{BTFPath: filepath.Join(moddir, "badmod")}, "truncated header"},
 		{"version", Options{BTFPath: badVersion}, "unsupported BTF version 7"},

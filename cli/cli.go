@@ -8,13 +8,20 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/cilium/ebpf/btf"
+
 	"github.com/ipftrace/ipftrace/btfscan"
 	"github.com/ipftrace/ipftrace/gen"
+	"github.com/ipftrace/ipftrace/internal/phase"
 	"github.com/ipftrace/ipftrace/manifest"
+	"github.com/ipftrace/ipftrace/module"
 	"github.com/ipftrace/ipftrace/tracer"
 )
 
@@ -48,6 +55,11 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return ExitOK
 	}
 
+	if o.ReadyFile != "" {
+		if err := checkReadyFile(o.ReadyFile); err != nil {
+			return fail(stderr, ExitUsage, err)
+		}
+	}
 	if o.ManifestPath != "" {
 		if o.Manifest, err = manifest.Load(o.ManifestPath); err != nil {
 			return fail(stderr, ExitUsage, err)
@@ -55,10 +67,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 
 	start := time.Now()
+	phase.Mark(stderr, "scan")
 	scan, err := btfscan.Scan(scanOptions(o))
 	if err != nil {
 		return fail(stderr, ExitUsage, err)
 	}
+	phase.Mark(stderr, "scanned")
 	if o.Verbose {
 		lists := "tracefs function lists not readable, not applied"
 		if scan.FilterListKnown {
@@ -76,13 +90,29 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 
 	cfg, sum, err := Plan(o, scan)
+	if err != nil {
+		// One line: the error, not the reconcile summary as well.
+		return fail(stderr, ExitUsage, err)
+	}
+	if len(o.Modules) > 0 {
+		if cfg.Modules, err = buildModules(o.Modules); err != nil {
+			return fail(stderr, ExitUsage, err)
+		}
+	}
 	if s := sum.String(); s != "" {
 		fmt.Fprintln(stderr, s)
 	}
-	if err != nil {
-		return fail(stderr, ExitUsage, err)
+	if cfg.Modules != nil {
+		for _, w := range cfg.Modules.Warnings() {
+			fmt.Fprintf(stderr, "ipftrace: %s\n", w)
+		}
 	}
 	cfg.Stdout, cfg.Stderr = stdout, stderr
+	if ctx.Err() != nil {
+		// Interrupted during the scan: nothing was loaded yet.
+		fmt.Fprintln(stderr, "ipftrace: interrupted before attaching; nothing was attached")
+		return ExitOK
+	}
 	if err := runTracer(ctx, cfg); err != nil {
 		if errors.Is(err, context.Canceled) {
 			return ExitOK
@@ -90,6 +120,51 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, ExitRuntime, err)
 	}
 	return ExitOK
+}
+
+// checkReadyFile rejects a --ready-file that cannot be created, before
+// anything is attached: the path must not exist (not even as a symlink: the
+// file is created with O_EXCL|O_NOFOLLOW) and its directory must.
+func checkReadyFile(path string) error {
+	if _, err := os.Lstat(path); err == nil {
+		return fmt.Errorf("--ready-file %s: already exists (it is created, never overwritten or followed)", path)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("--ready-file %s: %w", path, unwrapPath(err))
+	}
+	dir := filepath.Dir(path)
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("--ready-file %s: directory %s: %w", path, dir, unwrapPath(err))
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("--ready-file %s: %s is not a directory", path, dir)
+	}
+	return nil
+}
+
+// unwrapPath returns the cause of a *fs.PathError (the caller names the path).
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// kernelSpec is the running kernel's BTF, replaceable in tests.
+var kernelSpec = btf.LoadKernelSpec
+
+// buildModules compiles the -m modules against the running kernel's BTF:
+// the programs run there, whatever --btf says.
+func buildModules(args []string) (*module.Program, error) {
+	spec, err := kernelSpec()
+	if err != nil {
+		return nil, fmt.Errorf("modules: load the running kernel's BTF: %w", err)
+	}
+	find := func(prefix string) ([]btf.TypeID, error) {
+		return btfscan.EnumsWithPrefix(btfscan.DefaultBTFPath, prefix)
+	}
+	return module.Build(args, spec, find)
 }
 
 func scanOptions(o *Options) btfscan.Options {
@@ -154,7 +229,9 @@ Functions:
   -ls, --list-func        list the functions that would be traced, and exit
        --auto             trace every skb function found in BTF
   -e,  --egress FUNC,...  also end journeys at these functions
-  -m,  --module NAME      custom match module (repeatable; reserved)
+  -m,  --module NAME      custom data module (repeatable): gso, mark, dev, netns,
+                          meta, or a YAML file (fields read from each skb, with
+                          optional match conditions; 64 bytes per event)
 
 Tracing:
   -b,  --backend NAME     auto, fentry, kprobe-multi, kprobe or tracepoint (default auto)

@@ -105,6 +105,14 @@ func TestBadInput(t *testing.T) {
 	garbageBTF := writeFile(t, "garbage.btf", "not BTF, just text\n")
 	dir := t.TempDir()
 	m := func(content string) string { return writeFile(t, "m.yaml", content) }
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(filepath.Join(dir, "target"), link); err != nil {
+		t.Fatal(err)
+	}
+	dangling := filepath.Join(dir, "dangling")
+	if err := os.Symlink("/nonexistent/target", dangling); err != nil {
+		t.Fatal(err)
+	}
 
 	for _, tc := range []struct {
 		name string
@@ -164,7 +172,14 @@ func TestBadInput(t *testing.T) {
 		{"manifest egress type", []string{m("functions:\n  - name: ip_rcv\n    egress: 2\n")}, "egress must be true or false"},
 		{"manifest duplicate", []string{m("functions:\n  - name: ip_rcv\n  - name: ip_rcv\n")}, "duplicate function ip_rcv"},
 		{"manifest functions map", []string{m("functions:\n  ip_rcv: 1\n")}, "'functions' must be a list"},
-		{"manifest all unknown", []string{"--btf", vmlinux, m("functions:\n  - name: foo\n  - name: bar\n")}, "none of its functions exist"},
+		{"manifest all unknown", []string{"--btf", vmlinux, m("functions:\n  - name: foo\n  - name: bar\n")}, "none of its functions exist on this kernel (skipped 2 unknown functions (foo, bar))"},
+		{"manifest regex no match", []string{"--btf", vmlinux, "-r", "^zzz", m("functions:\n  - name: foo\n  - name: ip_rcv\n")}, `regex "^zzz" matches no skb function or tracepoint`},
+		{"ready file exists", []string{"--auto", "--btf", vmlinux, "--ready-file", good}, "--ready-file " + good + ": already exists"},
+		{"ready file symlink", []string{"--auto", "--btf", vmlinux, "--ready-file", link}, "--ready-file " + link + ": already exists"},
+		{"ready file dangling symlink", []string{"--auto", "--btf", vmlinux, "--ready-file", dangling}, "--ready-file " + dangling + ": already exists"},
+		{"ready file no dir", []string{"--auto", "--btf", vmlinux, "--ready-file", filepath.Join(dir, "no", "ready")}, "directory " + filepath.Join(dir, "no") + ": no such file or directory"},
+		{"manifest device", []string{"/dev/zero"}, "read manifest /dev/zero: not a regular file"},
+		{"btf device", []string{"--auto", "--btf", "/dev/zero"}, "read BTF /dev/zero: not a regular file"},
 		{"gen-manifest filter flag", []string{"gen-manifest", "-p", "tcp"}, "gen-manifest does not take --proto"},
 		{"gen-manifest extra", []string{"gen-manifest", "x.yaml"}, `gen-manifest: unexpected argument "x.yaml"`},
 		{"gen-manifest no match", []string{"gen-manifest", "--btf", vmlinux, "-r", "^zzz"}, "matches no skb function"},
@@ -182,14 +197,11 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
-// checkOneLine checks that stderr holds exactly one "ipftrace: " line,
-// possibly after the manifest reconcile summary, containing want.
+// checkOneLine checks that stderr holds exactly one line, "ipftrace: ...",
+// containing want.
 func checkOneLine(t *testing.T, stderr, want string) {
 	t.Helper()
 	lines := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
-	if lines[0] != "" && strings.HasPrefix(lines[0], "manifest: ") {
-		lines = lines[1:]
-	}
 	if len(lines) != 1 || !strings.HasSuffix(stderr, "\n") {
 		t.Fatalf("stderr is not one line: %q", stderr)
 	}
@@ -232,7 +244,7 @@ func TestHelpVersion(t *testing.T) {
 func TestPlanAuto(t *testing.T) {
 	vmlinux := syntheticBTF(t)
 	r := run(t, nil, "--auto", "--btf", vmlinux, "-iv", "4", "-p", "TCP", "-dp", "80", "-l", "5", "-c", "3",
-		"--duration", "10s", "--idle", "250ms", "-b", "fentry", "-o", "json", "--ready-file", "/tmp/r", "-m", "gso", "-m", "x")
+		"--duration", "10s", "--idle", "250ms", "-b", "fentry", "-o", "json", "--ready-file", "/tmp/r")
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
@@ -283,6 +295,7 @@ func TestPlanManifest(t *testing.T) {
     egress: true
 `)
 	r := run(t, nil, "--btf", vmlinux, m, "-e", "tcp_v4_rcv,net_dev_queue")
+	all := btfscan.BackendFentry | btfscan.BackendKprobeMulti | btfscan.BackendKprobe
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
@@ -290,12 +303,15 @@ func TestPlanManifest(t *testing.T) {
 		t.Errorf("stderr %q, want %q", r.stderr, want)
 	}
 	want := []tracer.Target{
-		{Name: "ip_rcv", SkbPos: 1, SkbSlot: 1, NumArgs: 4},
-		{Name: "ip_output", SkbPos: 3, SkbSlot: 3, NumArgs: 3},
-		{Name: "ip_local_deliver", SkbPos: 1, SkbSlot: 1, NumArgs: 1, Egress: true},
-		{Name: "sk_skb_reason_drop", SkbPos: 2, SkbSlot: 2, NumArgs: 3, Egress: true},
-		{Name: "consume_skb", SkbPos: 1, SkbSlot: 1, NumArgs: 1, Egress: true},
-		{Name: "tcp_v4_rcv", SkbPos: 1, SkbSlot: 1, NumArgs: 1, Egress: true},
+		{Name: "ip_rcv", SkbPos: 1, SkbSlot: 1, NumArgs: 4, Reach: all},
+		{Name: "ip_output", SkbPos: 3, SkbSlot: 3, NumArgs: 3, Reach: all},
+		{Name: "ip_local_deliver", SkbPos: 1, SkbSlot: 1, NumArgs: 1, Egress: true, Reach: all},
+		{Name: "sk_skb_reason_drop", SkbPos: 2, SkbSlot: 2, NumArgs: 3, Egress: true, Reach: all},
+		{Name: "consume_skb", SkbPos: 1, SkbSlot: 1, NumArgs: 1, Egress: true, Reach: all},
+		{Name: "tcp_v4_rcv", SkbPos: 1, SkbSlot: 1, NumArgs: 1, Egress: true, Reach: all},
+	}
+	if !r.cfg.Named {
+		t.Error("a manifest's functions are not marked as named")
 	}
 	if !slices.Equal(r.cfg.Funcs, want) {
 		t.Errorf("funcs\n got %+v\nwant %+v", r.cfg.Funcs, want)
@@ -459,5 +475,33 @@ func TestGenManifestHead(t *testing.T) {
 	}
 	if len(head) != 10 || head[0] != "functions:" || !strings.HasPrefix(head[1], "  - name: ") {
 		t.Errorf("head: %q", head)
+	}
+}
+
+// TestModules: -m builds the modules against the running kernel's BTF
+// (replaced here by the kernel's own, when readable) before tracing; a bad
+// module is exit 2, one line, and the tracer never runs.
+func TestModules(t *testing.T) {
+	if _, err := btf.LoadKernelSpec(); err != nil {
+		t.Skipf("no kernel BTF to build modules against: %v", err)
+	}
+	vmlinux := syntheticBTF(t)
+	r := run(t, nil, "--auto", "--btf", vmlinux, "-m", "gso", "-m", "mark")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	if r.cfg.Modules == nil || !slices.Equal(r.cfg.Modules.Names(), []string{"len", "gso_size", "gso_segs", "gso_type", "mark"}) {
+		t.Errorf("modules %v, want the gso and mark fields", r.cfg.Modules)
+	}
+	bad := writeFile(t, "bad.yaml", "fields:\n  - {name: x, expr: skb->lenn}\n")
+	for _, tc := range []struct{ arg, want string }{
+		{bad, "ipftrace: module " + bad + ": field x: skb->lenn: struct sk_buff has no member lenn"},
+		{"nosuch", "ipftrace: module nosuch: no such built-in module"},
+	} {
+		r := run(t, nil, "--auto", "--btf", vmlinux, "-m", tc.arg)
+		if r.code != ExitUsage || r.cfg != nil {
+			t.Errorf("-m %s: exit %d (tracer ran: %v), want 2 without tracing", tc.arg, r.code, r.cfg != nil)
+		}
+		checkOneLine(t, r.stderr, tc.want)
 	}
 }

@@ -30,7 +30,7 @@ const (
 // Options is the validated command line.
 type Options struct {
 	Filter       filter.Filter      // flow filter from -iv -s -d -p -sp -dp
-	Modules      []string           // -m: custom match modules (stored, not used yet)
+	Modules      []string           // -m: custom data modules (built-in names or YAML files)
 	Regex        *regexp.Regexp     // -r: function name filter, nil for all
 	Length       int                // -l: events per journey
 	ListFunc     bool               // -ls: list functions and exit
@@ -283,7 +283,9 @@ func flagError(err error) error {
 	return errors.New(msg)
 }
 
-// regexError drops the "error parsing regexp: " prefix of regexp errors.
+// regexError drops the "error parsing regexp: " prefix of regexp errors,
+// and escapes newlines (the error quotes the pattern as typed).
 func regexError(err error) string {
-	return strings.TrimPrefix(err.Error(), "error parsing regexp: ")
+	msg := strings.TrimPrefix(err.Error(), "error parsing regexp: ")
+	return strings.NewReplacer("\n", `\n`, "\r", `\r`).Replace(msg)
 }

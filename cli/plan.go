@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/ipftrace/ipftrace/btfscan"
 	"github.com/ipftrace/ipftrace/manifest"
@@ -31,11 +32,18 @@ func Plan(o *Options, scan *btfscan.Result) (tracer.Config, manifest.Summary, er
 		Format:    o.Format,
 		NoTrack:   o.NoTrack,
 		Verbose:   o.Verbose,
+		Named:     o.Manifest != nil,
 	}
+	reasons, err := scan.DropReasons()
+	if err != nil {
+		return cfg, manifest.Summary{}, err
+	}
+	cfg.DropReasons = reasons
 	entries, sum := selectFuncs(o, scan)
 	tps := selectTracepoints(o, scan)
 	if o.Manifest != nil && len(o.Manifest.Functions) > 0 && len(sum.Skipped) == len(o.Manifest.Functions) {
-		return cfg, sum, fmt.Errorf("manifest %s: none of its functions exist on this kernel", o.ManifestPath)
+		return cfg, sum, fmt.Errorf("manifest %s: none of its functions exist on this kernel (%s)",
+			o.ManifestPath, strings.TrimPrefix(sum.String(), "manifest: "))
 	}
 	if len(entries) == 0 && len(tps) == 0 {
 		if o.Regex != nil {
@@ -119,6 +127,7 @@ func funcTarget(fn btfscan.Func, skbPos int, egress bool) tracer.Target {
 		NumArgs: fn.NumArgs,
 		Module:  fn.Module,
 		Egress:  egress,
+		Reach:   fn.Backends,
 	}
 }
 

@@ -74,3 +74,48 @@ func FuzzTranslate(f *testing.F) {
 		_, _ = ParseArgs(args)
 	})
 }
+
+// FuzzParseArgs parses arbitrary command lines (arguments separated by NUL,
+// so they may contain spaces): it must never panic, every error must be one
+// line, and whatever it accepts must be within the documented ranges.
+func FuzzParseArgs(f *testing.F) {
+	for _, s := range []string{
+		"-iv\x004\x00-s\x0010.0.0.1/24\x00-dp\x00443\x00-p\x00tcp\x00m.yaml",
+		"--auto\x00-r\x00^ip_\x00-l\x001\x00-c\x005\x00--duration\x001m\x00-o\x00json",
+		"gen-manifest\x00-r\x00tcp",
+		"-ls\x00--auto\x00-b\x00fentry",
+		"--auto\x00-e\x00kfree_skb,consume_skb\x00--idle\x00250ms",
+		"--auto\x00-d\x00fd00::/129",
+		"--auto\x00-sp=-1",
+		"--\x00-ls",
+		"--auto\x00--ready-file\x00/tmp/x\x00--btf\x00/dev/null\x00--no-kmods\x00-v",
+		"-m\x00mod\x00--auto",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		args := strings.Split(s, "\x00")
+		o, err := ParseArgs(args)
+		if err != nil {
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("multi-line error for %q: %q", args, err)
+			}
+			return
+		}
+		if o.Help || o.Version {
+			return
+		}
+		if o.Length < 1 || o.Count < 0 || o.Duration < 0 || o.Idle <= 0 {
+			t.Fatalf("%q: out of range: length %d, count %d, duration %v, idle %v", args, o.Length, o.Count, o.Duration, o.Idle)
+		}
+		if !slices.Contains(Backends, o.Backend) || !slices.Contains(Formats, o.Format) {
+			t.Fatalf("%q: backend %q, format %q", args, o.Backend, o.Format)
+		}
+		if !o.GenManifest && !o.ListFunc && o.Auto == (o.ManifestPath != "") {
+			t.Fatalf("%q: accepted with auto %v and manifest %q", args, o.Auto, o.ManifestPath)
+		}
+		if err := o.Filter.Validate(); err != nil {
+			t.Fatalf("%q: accepted an invalid filter: %v", args, err)
+		}
+	})
+}

@@ -17,8 +17,6 @@ import (
 	"unsafe"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
-	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 )
 
@@ -239,35 +237,6 @@ func waitBPFGone(t *testing.T, before, ours bpfObjs, since time.Time) time.Durat
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-// sentinelProgID loads and closes a trivial socket filter and returns its
-// ID. BPF program IDs are allocated in increasing order, so two sentinels
-// whose IDs differ by exactly one prove that no program was loaded between
-// them, not even one that was freed again.
-func sentinelProgID(t *testing.T) uint32 {
-	t.Helper()
-	if err := rlimit.RemoveMemlock(); err != nil {
-		t.Fatalf("remove memlock: %v", err)
-	}
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Type:         ebpf.SocketFilter,
-		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
-		License:      "GPL",
-	})
-	if err != nil {
-		t.Fatalf("load sentinel program: %v", err)
-	}
-	defer prog.Close()
-	info, err := prog.Info()
-	if err != nil {
-		t.Fatalf("sentinel program info: %v", err)
-	}
-	id, ok := info.ID()
-	if !ok {
-		t.Fatal("sentinel program has no ID (kernel too old?)")
-	}
-	return uint32(id)
 }
 
 // signalName names a signal for test names and logs.

@@ -34,7 +34,10 @@ type Journey struct {
 	Flow   Flow    `json:"flow"`
 	Skb    string  `json:"skb"`
 	Events []Event `json:"events"`
-	End    string  `json:"end"`
+	// DropReason and DropLocation are set when the journey ended in a drop.
+	DropReason   string `json:"drop_reason"`
+	DropLocation string `json:"drop_location"`
+	End          string `json:"end"`
 }
 
 type Flow struct {
@@ -56,6 +59,8 @@ type Event struct {
 	Tuple   *Flow  `json:"tuple"` // only where it differs from the journey's flow
 	Skb     string `json:"skb"`   // only on clones
 	Clone   bool   `json:"clone"`
+	// Data holds the -m module fields (numbers decode as float64).
+	Data map[string]any `json:"data"`
 }
 
 func (j Journey) Funcs() []string {
@@ -77,9 +82,16 @@ func (j Journey) String() string {
 		if u := e.Tuple; u != nil {
 			ev[i] += fmt.Sprintf("[%s %s:%d->%s:%d]", u.Proto, u.Saddr, u.Sport, u.Daddr, u.Dport)
 		}
+		if len(e.Data) > 0 {
+			ev[i] += fmt.Sprint(e.Data)
+		}
 	}
-	return fmt.Sprintf("v%d %s %s:%d -> %s:%d skb %s end %s: %s", f.IPVersion, f.Proto, f.Saddr, f.Sport,
-		f.Daddr, f.Dport, j.Skb, j.End, strings.Join(ev, " "))
+	drop := ""
+	if j.DropReason != "" {
+		drop = fmt.Sprintf(" dropped %s at %q", j.DropReason, j.DropLocation)
+	}
+	return fmt.Sprintf("v%d %s %s:%d -> %s:%d skb %s end %s%s: %s", f.IPVersion, f.Proto, f.Saddr, f.Sport,
+		f.Daddr, f.Dport, j.Skb, j.End, drop, strings.Join(ev, " "))
 }
 
 func dumpJourneys(js []Journey) string {

@@ -32,6 +32,8 @@ type Event struct {
 	DropReason uint32         // enum skb_drop_reason value for drop functions, else 0
 	Tuple      Tuple          // flow tuple as parsed at this point (IPVersion 0: none)
 	Data       [DataSize]byte // module data area
+	Location   uint64         // kernel address a drop function was called from, 0 if unknown
+	DataValid  uint64         // bit i: module field i was read (a NULL pointer on its path clears it)
 	ID         uint64         // journey ID from skb tracking; 0 with tracking off
 	Clone      bool           // the skb is a clone or copy of the journey's skb
 	Tracked    bool           // in the journey by tracking; its headers did not match the filter

@@ -14,6 +14,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"strconv"
@@ -47,12 +48,32 @@ func Load(path string) (*Manifest, error) {
 	if fi.IsDir() {
 		return nil, fmt.Errorf("read manifest %s: is a directory", path)
 	}
-	data, err := os.ReadFile(path)
+	if !fi.Mode().IsRegular() {
+		// A device or a FIFO: /dev/zero would be read until memory runs
+		// out, a FIFO without a writer blocks forever.
+		return nil, fmt.Errorf("read manifest %s: not a regular file", path)
+	}
+	if fi.Size() > MaxFileSize {
+		return nil, fmt.Errorf("read manifest %s: larger than %d MiB", path, MaxFileSize>>20)
+	}
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read manifest %s: %w", path, cause(err))
 	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read manifest %s: %w", path, cause(err))
+	}
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("read manifest %s: larger than %d MiB", path, MaxFileSize>>20)
+	}
 	return Parse(data, path)
 }
+
+// MaxFileSize bounds a manifest file (one listing every skb function of a
+// kernel is about 100 KiB).
+const MaxFileSize = 64 << 20
 
 func cause(err error) error {
 	var pe *fs.PathError

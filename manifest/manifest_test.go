@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -138,11 +139,25 @@ func TestParseErrors(t *testing.T) {
 
 func TestLoadErrors(t *testing.T) {
 	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	huge := filepath.Join(dir, "huge.yaml")
+	if err := os.WriteFile(huge, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(huge, MaxFileSize+1); err != nil { // sparse
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name, path, want string
 	}{
 		{"missing", filepath.Join(dir, "nope.yaml"), "read manifest " + filepath.Join(dir, "nope.yaml") + ": no such file or directory"},
 		{"directory", dir, "read manifest " + dir + ": is a directory"},
+		{"device", "/dev/zero", "read manifest /dev/zero: not a regular file"},
+		{"fifo", fifo, "read manifest " + fifo + ": not a regular file"},
+		{"too large", huge, "read manifest " + huge + ": larger than 64 MiB"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Load(tc.path)

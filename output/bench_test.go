@@ -31,7 +31,7 @@ func BenchmarkWrite(b *testing.B) {
 		write func(journey.Journey) error
 	}{
 		{"json", NewJSON(io.Discard, testNames).Write},
-		{"json-encoding/json", func(j journey.Journey) error { return ref.Encode(toRef(j, testNames, nil)) }},
+		{"json-encoding/json", func(j journey.Journey) error { return ref.Encode(toRef(b, j, testNames, nil, nil)) }},
 		{"text", NewText(io.Discard, testNames).Write},
 	} {
 		b.Run(bc.name, func(b *testing.B) {

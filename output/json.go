@@ -14,10 +14,12 @@ import (
 //
 //	{"flow":{"ipversion":4,"proto":"ICMP","saddr":"10.0.0.1","daddr":"10.0.0.2","sport":0,"dport":0},
 //	 "skb":"0xffff888003a1b200",
-//	 "events":[{"ts":123,"func":"ip_output","cpu":1,"netns":4026532200,"ifindex":2,"len":84}],
+//	 "events":[{"ts":123,"func":"ip_output","cpu":1,"netns":4026532200,"ifindex":2,"len":84,
+//	            "data":{"len":84,"gso_type":"SKB_GSO_TCPV4"}}],
+//	 "drop_reason":"NETFILTER_DROP","drop_location":"nf_hook_slow",
 //	 "end":"egress"}
 //
-// (on one line). proto is ICMP, TCP, UDP, ICMPv6, SCTP or the protocol number
+// (on one line; data and the drop fields only where there are some). proto is ICMP, TCP, UDP, ICMPv6, SCTP or the protocol number
 // as a string; saddr and daddr are "" for an unparsed flow (ipversion 0).
 //
 // With skb tracking, an event may carry three more fields: "tuple" (same
@@ -28,13 +30,19 @@ import (
 // The encoder is hand-written into a reused buffer; its output is the same
 // as encoding/json's for the equivalent structs, without HTML escaping.
 type JSON struct {
-	// Decorate, if set, returns extra text for an event, written as its
-	// "data" string field when not empty.
-	Decorate func(journey.Event) string
+	// Data, if set, appends the decoded custom data of an event to dst and
+	// returns it; the fields are written as the event's "data" object
+	// (omitted when there are none), in order, with their JSON values.
+	Data func(ev *journey.Event, dst []Field) []Field
+	// Drop, if set, says whether a journey ended in a drop, its reason
+	// and where; they are written as "drop_reason" and "drop_location"
+	// (omitted if not dropped; "drop_location" omitted if unknown).
+	Drop func(j journey.Journey) (reason, at string, ok bool)
 
 	w     io.Writer
 	names Names
 	buf   []byte
+	flds  []Field
 }
 
 // NewJSON returns a JSON writing to w, resolving function names with names
@@ -79,15 +87,35 @@ func (o *JSON) Write(j journey.Journey) error {
 			b = strconv.AppendUint(b, ev.SKB, 16)
 			b = append(b, `","clone":true`...)
 		}
-		if o.Decorate != nil {
-			if s := o.Decorate(*ev); s != "" {
-				b = append(b, `,"data":`...)
-				b = appendJSONString(b, s)
+		if o.Data != nil {
+			o.flds = o.Data(ev, o.flds[:0])
+			if len(o.flds) > 0 {
+				b = append(b, `,"data":{`...)
+				for k, f := range o.flds {
+					if k > 0 {
+						b = append(b, ',')
+					}
+					b = appendJSONString(b, f.Name)
+					b = append(b, ':')
+					b = append(b, f.JSON...)
+				}
+				b = append(b, '}')
 			}
 		}
 		b = append(b, '}')
 	}
-	b = append(b, `],"end":`...)
+	b = append(b, ']')
+	if o.Drop != nil {
+		if reason, at, ok := o.Drop(j); ok {
+			b = append(b, `,"drop_reason":`...)
+			b = appendJSONString(b, reason)
+			if at != "" {
+				b = append(b, `,"drop_location":`...)
+				b = appendJSONString(b, at)
+			}
+		}
+	}
+	b = append(b, `,"end":`...)
 	b = appendJSONString(b, string(j.End))
 	b = append(b, "}\n"...)
 

@@ -200,14 +200,45 @@ type refEvent struct {
 	Tuple   *refFlow `json:"tuple,omitempty"`
 	SKB     string   `json:"skb,omitempty"`
 	Clone   bool     `json:"clone,omitempty"`
-	Data    string   `json:"data,omitempty"`
+	// Data is the ordered "data" object, built by refData.
+	Data json.RawMessage `json:"data,omitempty"`
 }
 
 type refJourney struct {
-	Flow   refFlow    `json:"flow"`
-	SKB    string     `json:"skb"`
-	Events []refEvent `json:"events"`
-	End    string     `json:"end"`
+	Flow         refFlow    `json:"flow"`
+	SKB          string     `json:"skb"`
+	Events       []refEvent `json:"events"`
+	DropReason   string     `json:"drop_reason,omitempty"`
+	DropLocation string     `json:"drop_location,omitempty"`
+	End          string     `json:"end"`
+}
+
+// refData builds the "data" object with encoding/json for the names and
+// the values as given (checked to be valid JSON by json.Compact).
+func refData(t testing.TB, fields []Field) json.RawMessage {
+	if len(fields) == 0 {
+		return nil
+	}
+	var b bytes.Buffer
+	b.WriteByte('{')
+	for i, f := range fields {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		name, err := json.Marshal(f.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Write(name)
+		b.WriteByte(':')
+		b.WriteString(f.JSON)
+	}
+	b.WriteByte('}')
+	var out bytes.Buffer
+	if err := json.Compact(&out, b.Bytes()); err != nil {
+		t.Fatalf("data %s: %v", b.String(), err)
+	}
+	return out.Bytes()
 }
 
 func addrString(a netip.Addr) string {
@@ -225,7 +256,8 @@ func toRefFlow(f journey.Tuple) refFlow {
 	}
 }
 
-func toRef(j journey.Journey, names Names, decorate func(journey.Event) string) refJourney {
+func toRef(t testing.TB, j journey.Journey, names Names, data func(*journey.Event, []Field) []Field,
+	drop func(journey.Journey) (string, string, bool)) refJourney {
 	r := refJourney{
 		Flow:   toRefFlow(j.Flow),
 		SKB:    "0x" + strconv.FormatUint(j.SKB, 16),
@@ -241,10 +273,15 @@ func toRef(j journey.Journey, names Names, decorate func(journey.Event) string) 
 		if e.Clone {
 			re.SKB, re.Clone = "0x"+strconv.FormatUint(e.SKB, 16), true
 		}
-		if decorate != nil {
-			re.Data = decorate(e)
+		if data != nil {
+			re.Data = refData(t, data(&e, nil))
 		}
 		r.Events = append(r.Events, re)
+	}
+	if drop != nil {
+		if reason, at, ok := drop(j); ok {
+			r.DropReason, r.DropLocation = reason, at
+		}
 	}
 	return r
 }
@@ -263,10 +300,11 @@ func TestJSON(t *testing.T) {
 	weird := events(10, 20)
 	weird[1].FuncID = 3
 	tests := []struct {
-		name     string
-		j        journey.Journey
-		decorate func(journey.Event) string
-		want     string // exact line, if set
+		name string
+		j    journey.Journey
+		data func(*journey.Event, []Field) []Field
+		drop func(journey.Journey) (string, string, bool)
+		want string // exact line, if set
 	}{
 		{
 			name: "spec example",
@@ -296,19 +334,44 @@ func TestJSON(t *testing.T) {
 		{
 			name: "escaping of function names and data",
 			j:    journey.Journey{Flow: tuple(17, "10.0.0.1", "10.0.0.2", 1, 2), SKB: 0xabc, Events: weird, End: journey.EndEgress},
-			decorate: func(ev journey.Event) string {
+			data: func(ev *journey.Event, dst []Field) []Field {
 				if ev.FuncID == 3 {
-					return "<a&b>\t\"q\"\x7f\xc3\x28 é 日本"
+					return append(dst, Field{Name: "dev", JSON: string(appendJSONString(nil, "<a&b>\t\"q\"\x7f\xc3\x28 é 日本"))})
 				}
-				return ""
+				return dst
 			},
+		},
+		{
+			name: "typed data and drop reason",
+			j:    journey.Journey{Flow: tuple(6, "10.0.0.1", "10.0.0.2", 33696, 8000), SKB: 0xabc, Events: events(5, 6), End: journey.EndEgress},
+			data: func(ev *journey.Event, dst []Field) []Field {
+				if ev.TS == 6 {
+					return dst
+				}
+				return append(dst, Field{Name: "len", JSON: "2101"}, Field{Name: "gso_type", JSON: `"SKB_GSO_TCPV4"`},
+					Field{Name: "cloned", JSON: "false"}, Field{Name: "sk", JSON: "null"})
+			},
+			drop: func(journey.Journey) (string, string, bool) { return "NETFILTER_DROP", "nf_hook_slow", true },
+			want: `{"flow":{"ipversion":4,"proto":"TCP","saddr":"10.0.0.1","daddr":"10.0.0.2","sport":33696,"dport":8000},"skb":"0xabc","events":[` +
+				`{"ts":5,"func":"ip_output","cpu":1,"netns":4026532200,"ifindex":2,"len":84,"data":{"len":2101,"gso_type":"SKB_GSO_TCPV4","cloned":false,"sk":null}},` +
+				`{"ts":6,"func":"nf_hook_slow","cpu":1,"netns":4026532200,"ifindex":2,"len":84}],"drop_reason":"NETFILTER_DROP","drop_location":"nf_hook_slow","end":"egress"}` + "\n",
+		},
+		{
+			name: "drop without location, not dropped",
+			j:    journey.Journey{Flow: tuple(17, "10.0.0.1", "10.0.0.2", 1, 2), SKB: 0xabc, Events: events(5), End: journey.EndEgress},
+			drop: func(j journey.Journey) (string, string, bool) { return "NO_SOCKET", "", true },
+		},
+		{
+			name: "not dropped",
+			j:    journey.Journey{Flow: tuple(17, "10.0.0.1", "10.0.0.2", 1, 2), SKB: 0xabc, Events: events(5), End: journey.EndEgress},
+			drop: func(j journey.Journey) (string, string, bool) { return "", "", false },
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var buf bytes.Buffer
 			w := NewJSON(&buf, testNames)
-			w.Decorate = tt.decorate
+			w.Data, w.Drop = tt.data, tt.drop
 			if err := w.Write(tt.j); err != nil {
 				t.Fatal(err)
 			}
@@ -316,7 +379,7 @@ func TestJSON(t *testing.T) {
 			if tt.want != "" && got != tt.want {
 				t.Errorf("got  %s\nwant %s", got, tt.want)
 			}
-			if ref := refMarshal(t, toRef(tt.j, testNames, tt.decorate)); got != ref {
+			if ref := refMarshal(t, toRef(t, tt.j, testNames, tt.data, tt.drop)); got != ref {
 				t.Errorf("differs from encoding/json:\n got %s\nwant %s", got, ref)
 			}
 			if strings.Count(got, "\n") != 1 || !strings.HasSuffix(got, "\n") {
@@ -409,6 +472,23 @@ func TestWriteError(t *testing.T) {
 	}
 }
 
+func TestAppendFields(t *testing.T) {
+	for _, tt := range []struct {
+		fields []Field
+		want   string
+	}{
+		{nil, "()"},
+		{[]Field{{Name: "len", Text: "2101"}, {Name: "gso_size", Text: "1448"}, {Name: "gso_segs", Text: "2"}, {Name: "gso_type", Text: "SKB_GSO_TCPV4"}},
+			"(len: 2101 gso_size: 1448 gso_segs: 2 gso_type: SKB_GSO_TCPV4)"},
+		{[]Field{{Name: "len", Text: "1514"}, {Name: "gso_type", Text: ""}}, "(len: 1514 gso_type: )"},
+		{[]Field{{Name: "dev", Text: "-"}}, "(dev: -)"},
+	} {
+		if got := string(AppendFields(nil, tt.fields)); got != tt.want {
+			t.Errorf("AppendFields(%v) = %q, want %q", tt.fields, got, tt.want)
+		}
+	}
+}
+
 // natJourney is a tracked journey: DNAT rewrites the destination at the
 // third event, a clone follows, and the last event has no tuple.
 func natJourney() journey.Journey {
@@ -465,7 +545,7 @@ func TestJSONTracked(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := buf.String()
-	if ref := refMarshal(t, toRef(j, testNames, nil)); got != ref {
+	if ref := refMarshal(t, toRef(t, j, testNames, nil, nil)); got != ref {
 		t.Errorf("differs from encoding/json:\n got %s\nwant %s", got, ref)
 	}
 	var back refJourney

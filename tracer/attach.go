@@ -15,6 +15,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+
+	"github.com/ipftrace/ipftrace/internal/phase"
 )
 
 // dropReasonArg is the 1-based position of the enum skb_drop_reason
@@ -88,6 +90,7 @@ type progress struct {
 
 func (p *progress) step() {
 	n := p.done.Add(1)
+	phase.Mark(p.w, "attach %d/%d", n, p.total)
 	if !p.tty {
 		return
 	}
@@ -151,6 +154,9 @@ func (t *tracer) attachTracing(ctx context.Context, a *attachment, p *progress) 
 	var err error
 loop:
 	for id := range t.targets {
+		if err = ctx.Err(); err != nil {
+			break // select picks at random among ready cases
+		}
 		select {
 		case jobs <- id:
 		case <-ctx.Done():
@@ -175,7 +181,7 @@ func (t *tracer) attachOneTracing(id int, a *attachment) {
 		tmpl = tpTemplate(tg)
 		desc = t.desc(id)
 	} else {
-		if tg.slot() > maxFentryArg {
+		if !reaches(BackendFentry, tg) {
 			a.addSkip(tg.Name, errPosition)
 			return
 		}
@@ -212,7 +218,7 @@ var errPosition = errors.New("skb argument out of reach")
 func (t *tracer) attachKprobeMulti(ctx context.Context, a *attachment, p *progress) error {
 	byPos := map[int][]int{}
 	for id, tg := range t.targets {
-		if tg.slot() > maxKprobeArg {
+		if !reaches(BackendKprobeMulti, tg) {
 			a.addSkip(tg.Name, errPosition)
 			p.step()
 			continue
@@ -225,7 +231,7 @@ func (t *tracer) attachKprobeMulti(ctx context.Context, a *attachment, p *progre
 	}
 	slices.Sort(positions)
 	for _, pos := range positions {
-		prog, err := t.objs.loadProgram(fmt.Sprintf("kprobe_multi_skb%d", pos), "", 0, false)
+		prog, err := t.objs.loadKprobe(true, pos)
 		if err != nil {
 			return fmt.Errorf("load kprobe-multi program for skb position %d: %w", pos, err)
 		}
@@ -284,7 +290,7 @@ func (t *tracer) attachKprobes(ctx context.Context, a *attachment, p *progress) 
 		}
 	}()
 	for pos := 1; pos <= maxKprobeArg; pos++ {
-		prog, err := t.objs.loadProgram(fmt.Sprintf("kprobe_skb%d", pos), "", 0, false)
+		prog, err := t.objs.loadKprobe(false, pos)
 		if err != nil {
 			return fmt.Errorf("load kprobe program for skb position %d: %w", pos, err)
 		}
@@ -312,10 +318,13 @@ func (t *tracer) attachKprobes(ctx context.Context, a *attachment, p *progress) 
 	var err error
 loop:
 	for id, tg := range t.targets {
-		if tg.slot() > maxKprobeArg {
+		if !reaches(BackendKprobe, tg) {
 			a.addSkip(tg.Name, errPosition)
 			p.step()
 			continue
+		}
+		if err = ctx.Err(); err != nil {
+			break // select picks at random among ready cases
 		}
 		select {
 		case jobs <- id:

@@ -3,11 +3,14 @@ package tracer
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
+
+	"github.com/ipftrace/ipftrace/btfscan"
 )
 
 // Backend names, as given to -b/--backend.
@@ -26,24 +29,71 @@ const maxKprobeArg = 6
 // maxFentryArg is the highest skb position the fentry templates cover.
 const maxFentryArg = 12
 
-// autoOrder is the order --backend auto tries the backends in, best first.
-//
-// kprobe-multi attaches and detaches the whole set in one call each and has
-// the lowest per-packet floor in the 6.12 VM measurements (`make bench`), so
-// it wins whenever the kernel has it. fentry comes next: its per-function
-// load and its serialized detach (one RCU-tasks grace period per function)
-// cost time, but it is cheaper per hit than a plain kprobe and reaches skb
-// arguments beyond the sixth. The tracepoint backend is the fallback: it
-// only sees the ~30 skb tracepoints.
-var autoOrder = []string{BackendKprobeMulti, BackendFentry, BackendKprobe, BackendTracepoint}
+// autoOrder ranks the function backends for --backend auto, best first, by
+// what `make bench` measures (6.12 VM, ~1650 skb functions, empty-program
+// floor): kprobe-multi attaches in 0.17 s and detaches in 0.13 s with one
+// call each, and its per-packet floor is the lowest (2.2x base); fentry
+// loads one program per function (13 s) and its detach waits one RCU-tasks
+// grace period per function (~150 ms each), at a 3.1x floor, but reaches skb
+// arguments up to the 12th; plain kprobes attach one at a time and cost the
+// most per hit. The tracepoint backend is the fallback: it sees only the
+// ~30 skb tracepoints.
+var autoOrder = []string{BackendKprobeMulti, BackendFentry, BackendKprobe}
 
-// whyBest says why a backend was preferred over the ones after it.
-var whyBest = map[string]string{
-	BackendKprobeMulti: "attaches and detaches all functions in one call, lowest per-packet cost",
-	BackendFentry:      "no kprobe-multi; fentry is cheaper per packet than kprobes",
-	BackendKprobe:      "no kprobe-multi or fentry",
-	BackendTracepoint:  "no function backend is usable; tracing the skb tracepoints only",
+// autoTolerance is the share of discovered (--auto) functions a better
+// ranked backend may leave out of reach and still be chosen: with --auto,
+// kprobe-multi misses the ~0.5% of functions whose skb is beyond the sixth
+// argument, which is not worth fentry's minutes of attach and detach. For
+// functions the user named in a manifest, no function may be left out if
+// another backend reaches it.
+const autoTolerance = 0.02
+
+// merit says what a backend costs and offers, for the auto explanation.
+func merit(name string, reach, total int) string {
+	switch name {
+	case BackendKprobeMulti:
+		return fmt.Sprintf("reaches %d/%d functions, attaches and detaches them in one call each, lowest per-packet cost (make bench)", reach, total)
+	case BackendFentry:
+		return fmt.Sprintf("reaches %d/%d functions, one program load per function, cheaper per packet than kprobes", reach, total)
+	case BackendKprobe:
+		return fmt.Sprintf("reaches %d/%d functions, one kprobe per function", reach, total)
+	}
+	return ""
 }
+
+// reaches reports whether backend b can read the skb argument of tg.
+func reaches(b string, tg Target) bool {
+	switch b {
+	case BackendFentry:
+		if tg.Reach != 0 && !tg.Reach.Has(btfscan.BackendFentry) {
+			return false
+		}
+		return tg.slot() <= maxFentryArg
+	case BackendKprobeMulti, BackendKprobe:
+		if tg.Reach != 0 && !tg.Reach.Has(btfscan.BackendKprobe) {
+			return false
+		}
+		return tg.slot() <= maxKprobeArg
+	case BackendTracepoint:
+		return tg.Tracepoint && tg.slot() <= 6
+	}
+	return false
+}
+
+// reachCount counts the targets backend b can attach to.
+func reachCount(b string, targets []Target) int {
+	n := 0
+	for _, tg := range targets {
+		if reaches(b, tg) {
+			n++
+		}
+	}
+	return n
+}
+
+// errNoKprobePMU says that the kernel offers no kprobe PMU, which is what
+// a kernel built without CONFIG_KPROBES looks like.
+var errNoKprobePMU = errors.New("kernel has no kprobes (no kprobe PMU)")
 
 // describeErr turns an attach or load error into a short reason such as
 // "not permitted (EPERM)".
@@ -51,6 +101,8 @@ func describeErr(err error) string {
 	switch {
 	case err == nil:
 		return "ok"
+	case errors.Is(err, errNoKprobePMU):
+		return errNoKprobePMU.Error()
 	case errors.Is(err, ebpf.ErrNotSupported):
 		return "not supported by this kernel"
 	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
@@ -104,11 +156,7 @@ func (t *tracer) probeBackend(name string) error {
 		if !ok {
 			return errors.New("no function with its skb in the first 6 arguments")
 		}
-		tmpl := fmt.Sprintf("kprobe_skb%d", f.slot())
-		if name == BackendKprobeMulti {
-			tmpl = fmt.Sprintf("kprobe_multi_skb%d", f.slot())
-		}
-		prog, err := t.objs.loadProgram(tmpl, "", 0, false)
+		prog, err := t.objs.loadKprobe(name == BackendKprobeMulti, f.slot())
 		if err != nil {
 			return err
 		}
@@ -120,9 +168,16 @@ func (t *tracer) probeBackend(name string) error {
 			l, err = link.Kprobe(f.Name, prog, &link.KprobeOptions{Cookie: 0})
 		}
 		if err != nil {
+			if _, serr := os.Stat("/sys/bus/event_source/devices/kprobe"); serr != nil && !errors.Is(err, unix.EPERM) {
+				return fmt.Errorf("%w: %w", errNoKprobePMU, err)
+			}
 			return err
 		}
-		return l.Close()
+		// Detaching waits for an RCU grace period (half a second under
+		// emulation): let it run while the real attach goes on. If the
+		// process exits first, the kernel closes the link.
+		go l.Close()
+		return nil
 	case BackendTracepoint:
 		if len(t.cfg.Tracepoints) == 0 {
 			return errors.New("no skb tracepoints found")
@@ -161,9 +216,9 @@ func (t *tracer) probeFunc(maxPos int) (Target, bool) {
 	return *first, true
 }
 
-// chooseBackend resolves --backend. For auto it probes the candidates in
-// autoOrder and returns the first that works, with a one-line explanation
-// that names why each better one was skipped.
+// chooseBackend resolves --backend. For auto it probes every function
+// backend on this kernel and lets pickAuto choose, falling back to the
+// tracepoint backend. It returns the backend and a one-line explanation.
 func (t *tracer) chooseBackend() (string, string, error) {
 	want := t.cfg.Backend
 	if want == "" {
@@ -178,25 +233,105 @@ func (t *tracer) chooseBackend() (string, string, error) {
 		}
 		return want, "requested with --backend", nil
 	}
-	var skipped []string
+
+	job := autoJob{total: len(t.cfg.Funcs), named: t.cfg.Named, tracepoints: len(t.cfg.Tracepoints)}
 	for _, name := range autoOrder {
-		if name != BackendTracepoint && len(t.cfg.Funcs) == 0 {
-			skipped = append(skipped, name+": no functions to trace")
-			continue
-		}
-		err := t.probeBackend(name)
-		if err != nil {
-			skipped = append(skipped, name+": "+describeErr(err))
-			if t.cfg.Verbose {
-				fmt.Fprintf(t.cfg.Stderr, "ipftrace: probe %s: %v\n", name, err)
+		c := candidate{name: name}
+		switch {
+		case job.total == 0:
+			c.unusable = "no functions to trace"
+		default:
+			c.reach = reachCount(name, t.cfg.Funcs)
+			if c.reach == 0 {
+				c.unusable = fmt.Sprintf("reaches none of the %d functions", job.total)
+			} else if err := t.probeBackend(name); err != nil {
+				c.unusable = describeErr(err)
+				if t.cfg.Verbose {
+					fmt.Fprintf(t.cfg.Stderr, "ipftrace: probe %s: %v\n", name, err)
+				}
 			}
-			continue
 		}
-		why := whyBest[name]
-		if len(skipped) > 0 {
-			why += "; skipped " + strings.Join(skipped, ", ")
-		}
-		return name, why, nil
+		job.candidates = append(job.candidates, c)
 	}
-	return "", "", fmt.Errorf("no usable backend: %s", strings.Join(skipped, ", "))
+	chosen, why := job.pick()
+	if chosen != BackendTracepoint {
+		return chosen, why, nil
+	}
+	if job.tracepoints == 0 {
+		return "", "", fmt.Errorf("no usable backend: %s", why)
+	}
+	if err := t.probeBackend(BackendTracepoint); err != nil {
+		return "", "", fmt.Errorf("no usable backend: %s, %s: %s", why, BackendTracepoint, describeErr(err))
+	}
+	msg := fmt.Sprintf("no function backend is usable; tracing the %d skb tracepoints only", job.tracepoints)
+	if job.total > 0 {
+		msg += fmt.Sprintf(" (the %d requested functions cannot be traced)", job.total)
+	}
+	return BackendTracepoint, msg + "; skipped " + why, nil
+}
+
+// candidate is a function backend as --backend auto sees it.
+type candidate struct {
+	name     string
+	reach    int    // how many of the job's functions it can attach to
+	unusable string // why it cannot be used on this kernel ("" if it can)
+}
+
+// autoJob is what --backend auto decides on: the job's size and kind, and
+// the function backends in autoOrder.
+type autoJob struct {
+	total       int  // functions requested
+	named       bool // named in a manifest rather than discovered by --auto
+	tracepoints int  // skb tracepoints available to the fallback
+	candidates  []candidate
+}
+
+// pick returns the best ranked usable backend that reaches enough of the
+// job's functions (all that any usable backend reaches for a manifest; all
+// but autoTolerance of them for --auto), with a one-line explanation naming
+// why each other backend was not chosen. If no function backend is usable
+// it returns BackendTracepoint and the reasons the others were skipped.
+func (j autoJob) pick() (string, string) {
+	maxReach := 0
+	for _, c := range j.candidates {
+		if c.unusable == "" {
+			maxReach = max(maxReach, c.reach)
+		}
+	}
+	need := maxReach
+	if !j.named {
+		need = int(float64(maxReach) * (1 - autoTolerance))
+	}
+	chosen := -1
+	for i, c := range j.candidates {
+		if c.unusable == "" && c.reach > 0 && c.reach >= need {
+			chosen = i
+			break
+		}
+	}
+	var others []string
+	for i, c := range j.candidates {
+		switch {
+		case i == chosen:
+		case c.unusable != "":
+			others = append(others, c.name+": "+c.unusable)
+		case c.reach < need:
+			others = append(others, fmt.Sprintf("%s: reaches only %d/%d functions", c.name, c.reach, j.total))
+		default:
+			others = append(others, c.name+": "+merit(c.name, c.reach, j.total))
+		}
+	}
+	if chosen < 0 {
+		return BackendTracepoint, strings.Join(others, ", ")
+	}
+	c := j.candidates[chosen]
+	msg := merit(c.name, c.reach, j.total)
+	for _, better := range j.candidates[:chosen] {
+		if better.unusable == "" {
+			msg += fmt.Sprintf("; chosen over %s, which reaches only %d", better.name, better.reach)
+			break
+		}
+	}
+	others = append(others, fmt.Sprintf("%s: sees only the %d skb tracepoints", BackendTracepoint, j.tracepoints))
+	return c.name, msg + "; skipped " + strings.Join(others, ", ")
 }

@@ -9,7 +9,7 @@ import (
 )
 
 // trackOff is the offset of the tracking fields (id, flags) of struct event.
-const trackOff = 80 + journey.DataSize
+const trackOff = 96 + journey.DataSize
 
 // eventSize is the size of struct event in bpf/ipftrace.c.
 const eventSize = trackOff + 16
@@ -51,7 +51,9 @@ func decodeEvent(b []byte, ev *journey.Event) error {
 	// Ports are stored in host byte order by the BPF side.
 	t.Sport = le.Uint16(b[72:])
 	t.Dport = le.Uint16(b[74:])
-	copy(ev.Data[:], b[80:trackOff])
+	copy(ev.Data[:], b[80:80+journey.DataSize])
+	ev.Location = le.Uint64(b[80+journey.DataSize:])
+	ev.DataValid = le.Uint64(b[88+journey.DataSize:])
 	ev.ID = le.Uint64(b[trackOff:])
 	fl := le.Uint32(b[trackOff+8:])
 	ev.Clone = fl&evClone != 0

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -37,18 +38,24 @@ type objects struct {
 	spec  *ebpf.CollectionSpec
 	maps  map[string]*ebpf.Map
 	cache *btf.Cache
+
+	mu      sync.Mutex
+	noCast  bool             // the kernel refused a bpf_rdonly_cast kprobe program
+	castErr error            // why
+	fill    asm.Instructions // body of fill_data from the -m modules; nil: the compiled stub
 }
 
 // newObjects loads the collection spec, sets the filter and tracking
 // constants and creates the shared maps (ring buffer, lost counters, the
-// track table, constants, the stop flag).
-func newObjects(f filter.Filter, track bool, cache *btf.Cache) (*objects, error) {
-	return newObjectsFor(f, track, false, cache)
+// track table, constants, the stop flag). fill is the body of fill_data
+// generated from the -m modules (nil: none).
+func newObjects(f filter.Filter, fill asm.Instructions, track bool, cache *btf.Cache) (*objects, error) {
+	return newObjectsFor(f, fill, track, false, cache)
 }
 
 // newObjectsFor is newObjects with track_validate set as given (the
 // tracepoint backend, which does not see every free, needs it).
-func newObjectsFor(f filter.Filter, track, validate bool, cache *btf.Cache) (*objects, error) {
+func newObjectsFor(f filter.Filter, fill asm.Instructions, track, validate bool, cache *btf.Cache) (*objects, error) {
 	spec, err := bpf.LoadIpftrace()
 	if err != nil {
 		return nil, fmt.Errorf("load BPF object: %w", err)
@@ -58,6 +65,15 @@ func newObjectsFor(f filter.Filter, track, validate bool, cache *btf.Cache) (*ob
 	}
 	if err := setTrack(spec, track, validate); err != nil {
 		return nil, err
+	}
+	if fill != nil {
+		v, ok := spec.Variables["modules_on"]
+		if !ok {
+			return nil, errors.New("BPF object has no variable modules_on")
+		}
+		if err := v.Set(uint8(1)); err != nil {
+			return nil, fmt.Errorf("set modules_on: %w", err)
+		}
 	}
 	// Drop BTF line info: every clone would otherwise carry the source
 	// lines into its own BTF blob for the kernel to parse and check.
@@ -76,7 +92,7 @@ func newObjectsFor(f filter.Filter, track, validate bool, cache *btf.Cache) (*ob
 	if err != nil {
 		return nil, fmt.Errorf("create BPF maps: %w", err)
 	}
-	return &objects{spec: spec, maps: coll.Maps, cache: cache}, nil
+	return &objects{spec: spec, maps: coll.Maps, cache: cache, fill: fill}, nil
 }
 
 // Close releases the maps. Loaded programs and links keep their own references.
@@ -103,6 +119,20 @@ func (o *objects) loadProgram(template, attachTo string, desc uint64, patch bool
 			return nil, fmt.Errorf("%s: %w", template, err)
 		}
 	}
+	insns := ps.Instructions
+	var err error
+	switch {
+	case !hasFunc(insns, fillFunc):
+		// A program that emits no event (the kprobe clone stash).
+	case o.fill != nil:
+		insns, err = replaceFunc(ps.Instructions, fillFunc, o.fill)
+	default:
+		insns, err = removeFunc(ps.Instructions, fillFunc, asm.Mov.Imm(asm.R0, 1))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", template, err)
+	}
+	ps.Instructions = insns
 	cs := &ebpf.CollectionSpec{
 		Maps:      o.spec.Maps,
 		Programs:  map[string]*ebpf.ProgramSpec{template: ps},
@@ -118,6 +148,106 @@ func (o *objects) loadProgram(template, attachTo string, desc uint64, patch bool
 	}
 	defer coll.Close()
 	return coll.DetachProgram(template), nil
+}
+
+// loadKprobe loads the kprobe (or kprobe-multi) program for skb position
+// pos: the variant that reads the skb through bpf_rdonly_cast where the
+// kernel has it (6.2+), else the one that probe-reads its fields. The
+// choice is remembered, so a kernel without the kfunc pays one failed load.
+func (o *objects) loadKprobe(multi bool, pos int) (*ebpf.Program, error) {
+	prefix := "kprobe_"
+	if multi {
+		prefix = "kprobe_multi_"
+	}
+	o.mu.Lock()
+	noCast := o.noCast
+	o.mu.Unlock()
+	if !noCast {
+		prog, err := o.loadProgram(fmt.Sprintf("%sskb%d", prefix, pos), "", 0, false)
+		if err == nil {
+			return prog, nil
+		}
+		o.mu.Lock()
+		o.noCast = true
+		o.castErr = err
+		o.mu.Unlock()
+	}
+	return o.loadProgram(fmt.Sprintf("%sprobe_skb%d", prefix, pos), "", 0, false)
+}
+
+// fillFunc is the subprogram of bpf/ipftrace.c whose body the module code
+// replaces.
+const fillFunc = "fill_data"
+
+// replaceFunc returns insns with the body of subprogram name replaced by
+// body. The first instruction keeps the symbol and the BTF function info.
+func replaceFunc(insns asm.Instructions, name string, body asm.Instructions) (asm.Instructions, error) {
+	start, end, err := funcRange(insns, name)
+	if err != nil {
+		return nil, err
+	}
+	if len(body) == 0 {
+		return nil, fmt.Errorf("empty body for %s", name)
+	}
+	out := make(asm.Instructions, 0, len(insns)-(end-start)+len(body))
+	out = append(out, insns[:start]...)
+	first := body[0]
+	first.Metadata = insns[start].Metadata
+	out = append(out, first)
+	out = append(out, body[1:]...)
+	return append(out, insns[end:]...), nil
+}
+
+// removeFunc returns insns without subprogram name, each call to it
+// replaced by ret (an instruction that sets R0 as the call would). It
+// keeps programs that do not need a subprogram a single function: the
+// kernel JITs each function of a program separately.
+func removeFunc(insns asm.Instructions, name string, ret asm.Instruction) (asm.Instructions, error) {
+	start, end, err := funcRange(insns, name)
+	if err != nil {
+		return nil, err
+	}
+	out := make(asm.Instructions, 0, len(insns)-(end-start))
+	for i, ins := range insns {
+		if i >= start && i < end {
+			continue
+		}
+		if ins.IsFunctionCall() && ins.Reference() == name {
+			r := ret
+			r.Metadata = ins.Metadata
+			ins = r.WithReference("")
+		}
+		out = append(out, ins)
+	}
+	return out, nil
+}
+
+// funcRange returns the instructions [start, end) of subprogram name.
+// hasFunc reports whether insns contain the subprogram name.
+func hasFunc(insns asm.Instructions, name string) bool {
+	_, _, err := funcRange(insns, name)
+	return err == nil
+}
+
+func funcRange(insns asm.Instructions, name string) (int, int, error) {
+	start := -1
+	for i := range insns {
+		if insns[i].Symbol() == name {
+			start = i
+			break
+		}
+	}
+	if start < 0 {
+		return 0, 0, fmt.Errorf("no subprogram %s", name)
+	}
+	end := len(insns)
+	for i := start + 1; i < len(insns); i++ {
+		if insns[i].Symbol() != "" {
+			end = i
+			break
+		}
+	}
+	return start, end, nil
 }
 
 // patchDescriptor replaces every descMarker ld_imm64 constant with desc.

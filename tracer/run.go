@@ -4,15 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/ringbuf"
-	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 
+	"github.com/ipftrace/ipftrace/drop"
+	"github.com/ipftrace/ipftrace/internal/phase"
 	"github.com/ipftrace/ipftrace/journey"
+	"github.com/ipftrace/ipftrace/ksym"
+	"github.com/ipftrace/ipftrace/module"
 	"github.com/ipftrace/ipftrace/output"
 )
 
@@ -45,27 +50,35 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := CheckPrivileges(); err != nil {
 		return err
 	}
-	if err := rlimit.RemoveMemlock(); err != nil {
-		return fmt.Errorf("raise RLIMIT_MEMLOCK: %w", err)
-	}
+	raiseMemlock()
 	start := time.Now()
 
-	objs, err := newObjects(cfg.Filter, !cfg.NoTrack, btf.NewCache())
+	var fill asm.Instructions
+	if cfg.Modules != nil {
+		fill = cfg.Modules.Instructions()
+	}
+	objs, err := newObjects(cfg.Filter, fill, !cfg.NoTrack, btf.NewCache())
 	if err != nil {
 		return err
 	}
 	defer func() { objs.Close() }() // objs may be replaced below
 	t := &tracer{cfg: cfg, objs: objs}
 
+	if err := ctx.Err(); err != nil {
+		return interruptedEarly(cfg.Stderr, err)
+	}
 	backend, why, err := t.chooseBackend()
 	if err != nil {
 		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return interruptedEarly(cfg.Stderr, err) // the probes closed what they loaded
 	}
 	t.backend = backend
 	if backend == BackendTracepoint && !cfg.NoTrack {
 		// Recreate the objects with track_validate set: a load-time
 		// constant, and the probes above needed objects to run.
-		fresh, err := newObjectsFor(cfg.Filter, true, true, objs.cache)
+		fresh, err := newObjectsFor(cfg.Filter, fill, true, true, objs.cache)
 		if err != nil {
 			return err
 		}
@@ -75,9 +88,6 @@ func Run(ctx context.Context, cfg Config) error {
 	t.targets = cfg.Funcs
 	if backend == BackendTracepoint {
 		t.targets = cfg.Tracepoints
-		if len(cfg.Funcs) > 0 && cfg.Backend == BackendAuto {
-			why += fmt.Sprintf(" (the %d requested functions cannot be traced)", len(cfg.Funcs))
-		}
 	}
 	fmt.Fprintf(cfg.Stderr, "ipftrace: backend %s: %s\n", backend, why)
 	if note := t.planHelpers(); cfg.Verbose {
@@ -95,6 +105,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	decorate(w, t.dropFinder(names), cfg.Modules)
 
 	rd, err := ringbuf.NewReader(objs.maps["events"])
 	if err != nil {
@@ -104,13 +115,15 @@ func Run(ctx context.Context, cfg Config) error {
 
 	att := &attachment{}
 	prog := &progress{w: cfg.Stderr, tty: isTerminal(cfg.Stderr), total: len(t.targets)}
+	phase.Mark(cfg.Stderr, "attach 0/%d", len(t.targets))
 	attachErr := t.attach(ctx, att, prog)
 	prog.finish()
 	// From here on, every path detaches.
 	defer t.detach(att)
 	if attachErr != nil {
 		if errors.Is(attachErr, context.Canceled) {
-			fmt.Fprintf(cfg.Stderr, "ipftrace: interrupted while attaching (%d attached); detaching\n", len(att.links))
+			fmt.Fprintf(cfg.Stderr, "ipftrace: interrupted while attaching (%d/%d targets done, %d links); detaching\n",
+				prog.done.Load(), len(t.targets), len(att.links))
 			return nil
 		}
 		return attachErr
@@ -126,6 +139,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	fmt.Fprintf(cfg.Stderr, "%s in %.2fs\n", summary, time.Since(start).Seconds())
 	if cfg.Verbose {
+		if objs.noCast {
+			t.verbosef("kprobe programs read skb fields with probe reads (no bpf_rdonly_cast: %v)", objs.castErr)
+		}
 		for _, s := range att.skipped {
 			t.verbosef("skipped %s: %s", s.Name, s.Reason)
 		}
@@ -189,10 +205,38 @@ func (t *tracer) loop(ctx context.Context, rd *ringbuf.Reader, asm *journey.Asse
 	var ev journey.Event
 	// Events are batched in the ring buffer (the BPF side wakes us only
 	// once 64 KiB are waiting), so low-rate traffic is read at this period.
+	// The clock is read once per clockEvery events or per poll, not per
+	// event: under a flood, time.Now was a fifth of the reader's CPU.
 	const poll = 250 * time.Millisecond
-	nextTick := time.Now()
+	const clockEvery = 256
+	nextTick := time.Now().Add(poll)
+	rd.SetDeadline(nextTick)
 	stopping := false
+	sinceClock := 0
 	for {
+		err := rd.ReadInto(&rec)
+		switch {
+		case err == nil:
+			acct.received++
+			if derr := decodeEvent(rec.RawSample, &ev); derr != nil {
+				acct.malformed++
+			} else {
+				asm.Add(ev, emit)
+			}
+			sinceClock++
+		case errors.Is(err, ringbuf.ErrFlushed):
+			// Interrupted: the checks below see ctx done.
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			if stopping {
+				asm.Flush(emit)
+				acct.final(journeys)
+				t.trackStats(acct)
+				return writeErr
+			}
+			sinceClock = clockEvery
+		default:
+			return fmt.Errorf("read ring buffer: %w", err)
+		}
 		if !stopping {
 			select {
 			case <-ctx.Done():
@@ -208,35 +252,67 @@ func (t *tracer) loop(ctx context.Context, rd *ringbuf.Reader, asm *journey.Asse
 				// Stop every program at once, then drain what they wrote.
 				t.disable()
 				rd.SetDeadline(time.Now())
-			} else {
-				rd.SetDeadline(time.Now().Add(poll))
 			}
 		}
-		err := rd.ReadInto(&rec)
-		switch {
-		case err == nil:
-			acct.received++
-			if derr := decodeEvent(rec.RawSample, &ev); derr != nil {
-				acct.malformed++
-				continue
-			}
-			asm.Add(ev, emit)
-		case errors.Is(err, ringbuf.ErrFlushed):
-			// Interrupted: the next iteration sees ctx done.
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			if stopping {
-				asm.Flush(emit)
-				acct.final(journeys)
-				t.trackStats(acct)
-				return writeErr
-			}
-		default:
-			return fmt.Errorf("read ring buffer: %w", err)
+		if sinceClock < clockEvery {
+			continue
 		}
+		sinceClock = 0
 		if now := time.Now(); !now.Before(nextTick) {
 			nextTick = now.Add(poll)
 			asm.Tick(ktimeNow(), emit)
 			acct.poll()
+			if !stopping {
+				rd.SetDeadline(nextTick)
+			}
+		}
+	}
+}
+
+// dropFinder returns the drop finder of this run, or nil if the kernel has
+// no drop reasons.
+func (t *tracer) dropFinder(names output.NameList) *drop.Finder {
+	if len(t.cfg.DropReasons) == 0 {
+		return nil
+	}
+	syms := &ksym.Lazy{}
+	return &drop.Finder{Reasons: t.cfg.DropReasons, FuncName: names.Name, Symbol: syms.Lookup}
+}
+
+// decorate sets the output hooks: the drop line or fields, and the
+// modules' Custom Data.
+func decorate(w output.Writer, drops *drop.Finder, mods *module.Program) {
+	dropOf := func(j journey.Journey) (string, string, bool) {
+		d, ok := drops.Find(j)
+		return d.Reason, d.At, ok
+	}
+	switch w := w.(type) {
+	case *output.Text:
+		if drops != nil {
+			w.Trailer = func(j journey.Journey) string {
+				d, ok := drops.Find(j)
+				switch {
+				case !ok:
+					return ""
+				case d.At == "":
+					return "dropped: " + d.Reason
+				}
+				return "dropped: " + d.Reason + " at " + d.At
+			}
+		}
+		if mods != nil {
+			var fields []output.Field
+			w.Decorate = func(ev journey.Event) string {
+				fields = mods.Decode(&ev, fields[:0])
+				return string(output.AppendFields(nil, fields))
+			}
+		}
+	case *output.JSON:
+		if drops != nil {
+			w.Drop = dropOf
+		}
+		if mods != nil {
+			w.Data = mods.Decode
 		}
 	}
 }
@@ -245,6 +321,31 @@ func (t *tracer) loop(ctx context.Context, rd *ringbuf.Reader, asm *journey.Asse
 func (t *tracer) disable() {
 	if err := t.objs.setDisabled(); err != nil && t.cfg.Verbose {
 		t.verbosef("disable programs: %v", err)
+	}
+}
+
+// interruptedEarly reports an interrupt that came before attaching began.
+func interruptedEarly(w io.Writer, err error) error {
+	fmt.Fprintln(w, "ipftrace: interrupted before attaching; nothing was attached")
+	return err
+}
+
+// raiseMemlock lifts RLIMIT_MEMLOCK, which kernels before 5.11 charge BPF
+// maps and programs to (later ones use memcg accounting and ignore it). If
+// raising the hard limit is not permitted (no CAP_SYS_RESOURCE), the soft
+// limit is raised to the hard one, and a kernel that still runs short says
+// so when loading. cilium/ebpf's rlimit package is not used: its init
+// creates a BPF map to probe the kernel in every process that links it, so
+// ipftrace --help, bad command lines and the detacher would call bpf(2).
+func raiseMemlock() {
+	inf := unix.Rlimit{Cur: unix.RLIM_INFINITY, Max: unix.RLIM_INFINITY}
+	if unix.Setrlimit(unix.RLIMIT_MEMLOCK, &inf) == nil {
+		return
+	}
+	var cur unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_MEMLOCK, &cur) == nil && cur.Cur < cur.Max {
+		cur.Cur = cur.Max
+		unix.Setrlimit(unix.RLIMIT_MEMLOCK, &cur) //nolint:errcheck // best effort, see above
 	}
 }
 

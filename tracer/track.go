@@ -227,34 +227,37 @@ func (t *tracer) attachHelper(h helper, a *attachment) error {
 		return nil
 	case BackendKprobeMulti, BackendKprobe:
 		multi := t.backend == BackendKprobeMulti
-		entry, exit := "kprobe_skb1", ""
-		if multi {
-			entry = "kprobe_multi_skb1"
-		}
-		if h.kind == helperClone {
-			entry, exit = "kprobe_clone", "kretprobe_clone"
-			if multi {
-				entry, exit = "kprobe_multi_clone", "kretprobe_multi_clone"
+		if h.kind == helperForget {
+			prog, err := t.objs.loadKprobe(multi, 1)
+			if err != nil {
+				return err
 			}
+			defer prog.Close()
+			return t.attachKprobeHelper(prog, h, false, multi, a)
 		}
-		if err := t.attachKprobeHelper(entry, h, false, multi, a); err != nil {
-			return err
+		entry, exit := "kprobe_clone", "kretprobe_clone"
+		if multi {
+			entry, exit = "kprobe_multi_clone", "kretprobe_multi_clone"
 		}
-		if exit != "" {
-			return t.attachKprobeHelper(exit, h, true, multi, a)
+		for i, tmpl := range []string{entry, exit} {
+			prog, err := t.objs.loadProgram(tmpl, "", 0, false)
+			if err != nil {
+				return err
+			}
+			err = t.attachKprobeHelper(prog, h, i == 1, multi, a)
+			prog.Close()
+			if err != nil {
+				return err
+			}
 		}
 		return nil
 	}
 	return fmt.Errorf("no tracking helpers for backend %s", t.backend)
 }
 
-func (t *tracer) attachKprobeHelper(tmpl string, h helper, ret, multi bool, a *attachment) error {
-	prog, err := t.objs.loadProgram(tmpl, "", 0, false)
-	if err != nil {
-		return err
-	}
-	defer prog.Close()
+func (t *tracer) attachKprobeHelper(prog *ebpf.Program, h helper, ret, multi bool, a *attachment) error {
 	var l link.Link
+	var err error
 	switch {
 	case multi && ret:
 		l, err = link.KretprobeMulti(prog, link.KprobeMultiOptions{Symbols: []string{h.name}, Cookies: []uint64{h.desc}})

@@ -1,0 +1,118 @@
+// Package ksym resolves kernel text addresses to function names with
+// /proc/kallsyms.
+package ksym
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"sync"
+)
+
+// DefaultPath is the kernel's symbol table.
+const DefaultPath = "/proc/kallsyms"
+
+// maxFuncSize bounds how far past a symbol's start an address may lie and
+// still be attributed to it: the last symbol of the table has no successor
+// to bound it.
+const maxFuncSize = 1 << 20
+
+// Table is a sorted table of kernel text symbols.
+type Table struct {
+	addrs []uint64
+	names []string
+}
+
+// Parse reads a kallsyms file: "ffffffff81000000 T _stext [module]" lines.
+// Only text symbols (t, T) are kept; addresses of 0 (hidden by
+// kptr_restrict) are skipped.
+func Parse(r io.Reader) (*Table, error) {
+	type sym struct {
+		addr uint64
+		name string
+	}
+	var syms []sym
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		f := bytes.Fields(line)
+		if len(f) < 3 || len(f[1]) != 1 || (f[1][0] != 't' && f[1][0] != 'T') {
+			continue
+		}
+		addr, err := strconv.ParseUint(string(f[0]), 16, 64)
+		if err != nil {
+			return nil, fmt.Errorf("kallsyms line %q: %w", line, err)
+		}
+		if addr == 0 {
+			continue
+		}
+		syms = append(syms, sym{addr, string(f[2])})
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read kallsyms: %w", err)
+	}
+	sort.SliceStable(syms, func(i, j int) bool { return syms[i].addr < syms[j].addr })
+	t := &Table{addrs: make([]uint64, len(syms)), names: make([]string, len(syms))}
+	for i, s := range syms {
+		t.addrs[i], t.names[i] = s.addr, s.name
+	}
+	return t, nil
+}
+
+// Lookup returns the name of the function that contains addr: the text
+// symbol with the highest address at or below addr.
+func (t *Table) Lookup(addr uint64) (string, bool) {
+	if t == nil || addr == 0 {
+		return "", false
+	}
+	i := sort.Search(len(t.addrs), func(i int) bool { return t.addrs[i] > addr }) - 1
+	if i < 0 {
+		return "", false
+	}
+	if i == len(t.addrs)-1 && addr-t.addrs[i] > maxFuncSize {
+		return "", false
+	}
+	return t.names[i], true
+}
+
+// Len returns the number of symbols.
+func (t *Table) Len() int { return len(t.addrs) }
+
+// Lazy loads a kallsyms file on first use, once.
+type Lazy struct {
+	Path string // DefaultPath if empty
+
+	once sync.Once
+	tab  *Table
+	err  error
+}
+
+// Lookup is Table.Lookup on the table loaded from Path; it returns false if
+// the file cannot be read.
+func (l *Lazy) Lookup(addr uint64) (string, bool) {
+	l.once.Do(func() {
+		path := l.Path
+		if path == "" {
+			path = DefaultPath
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			l.err = err
+			return
+		}
+		defer f.Close()
+		l.tab, l.err = Parse(f)
+	})
+	if l.err != nil {
+		return "", false
+	}
+	return l.tab.Lookup(addr)
+}
+
+// Err returns the error loading the table, if Lookup was called and failed.
+func (l *Lazy) Err() error { return l.err }
