@@ -430,7 +430,9 @@ func TestTrackReceive(t *testing.T) {
 	}
 	var want path
 	if isFuncBackend(tr.backend) {
-		want = path{{"__dev_queue_xmit"}, {"veth_xmit"}, {"__netif_rx", "netif_rx"}, {"__netif_receive_skb", "__netif_receive_skb_one_core"}, {"ip_rcv"}, {"udp_rcv"}}
+		// (Not veth_xmit: kprobe-multi runs in the VM miss it now and then,
+		// with or without tracking.)
+		want = path{{"__dev_queue_xmit"}, {"__netif_rx", "netif_rx"}, {"__netif_receive_skb", "__netif_receive_skb_one_core"}, {"ip_rcv"}, {"udp_rcv"}}
 	} else {
 		want = path{{"net_dev_queue"}, {"net_dev_start_xmit"}, {"netif_rx_entry", "netif_rx"}, {"netif_receive_skb"}}
 	}
