@@ -38,6 +38,36 @@ char LICENSE[] SEC("license") = "GPL";
 /* The value userspace replaces with each function's descriptor. */
 #define DESC_MARKER "0x1badc0de5eedf00d"
 
+/*
+ * Descriptor flags (tracer/objects.go sets them).
+ *   DESC_DYING:   the skb is freed here if nobody else holds it (users <= 1):
+ *                 consume_skb, kfree_skb*, skb_release_head_state, the
+ *                 kfree_skb and consume_skb tracepoints, ...
+ *   DESC_FREE:    the sk_buff itself is released here (kfree_skbmem,
+ *                 napi_skb_cache_put): forget it.
+ *   DESC_RELEASE: a function of the release path that runs after the skb
+ *                 was found dying (journey.IsReleaseName).
+ *   DESC_QUIET:   only forget skbs here, emit nothing (a helper attached by
+ *                 the tracer so that frees are seen whatever the user traces).
+ */
+#define DESC_DYING (1ULL << 40)
+#define DESC_FREE (1ULL << 41)
+#define DESC_RELEASE (1ULL << 42)
+#define DESC_QUIET (1ULL << 43)
+/* Bits 44..47: 1-based position of a struct sock * argument (0: none). */
+
+/* Event flags. */
+#define EV_CLONE 1   /* the skb is a clone or copy of the journey's skb */
+#define EV_TRACKED 2 /* in the journey by tracking; its headers did not match */
+#define EV_SOCK 4    /* the tuple comes from skb->sk, not from headers */
+
+#define AF_INET 2
+#define AF_INET6 10
+#define TCP_TIME_WAIT 6
+#define TCP_NEW_SYN_RECV 12
+#define IPPROTO_UDPLITE 136
+
+
 struct tuple {
 	u8 saddr[16];
 	u8 daddr[16];
@@ -66,6 +96,9 @@ struct event {
 	 */
 	u64 location;
 	u64 data_valid; /* bit i: module field i was read (see module/) */
+	u64 id;         /* journey ID from tracking (0: tracking off) */
+	u32 flags;      /* EV_* */
+	u32 pad;
 };
 
 /*
@@ -91,7 +124,14 @@ struct {
  * filter, COUNT_LOST those that found no room in the ring buffer. Userspace
  * checks that received + lost == matched.
  */
-enum { COUNT_MATCHED, COUNT_LOST, NR_COUNTERS };
+enum {
+	COUNT_MATCHED,
+	COUNT_LOST,
+	COUNT_TRACK_FAIL, /* skbs that matched but found no room in the track map */
+	COUNT_IDS,        /* journey ID generator of this CPU */
+	NR_COUNTERS
+};
+
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -109,6 +149,56 @@ static __always_inline void count(u32 which)
 
 /* Set to 1 by userspace to stop every program at once (fast Ctrl-C). */
 volatile u32 ipft_disabled;
+
+/*
+ * Tracking. Once an skb matched the filter, its address is in "track" with
+ * the ID of its journey; later hits on it are in the journey whether or not
+ * its headers still match (NAT, encapsulation, header pushes and pulls).
+ * Clones and copies inherit the ID. An skb is forgotten when the sk_buff is
+ * released; between the point where it is committed to be freed (DYING) and
+ * that release, only release-path functions continue its journey, so that
+ * an address reused after a free the tracer did not see is not inherited.
+ *
+ * track_live counts inserts minus deletes. While it is zero (nothing
+ * tracked), a non-matching hit costs no lookup. LRU evictions are not
+ * deletes: userspace derives them at exit from track_live and the entries
+ * left in the map.
+ */
+volatile const u8 track_enabled = 1;
+/*
+ * Set for the tracepoint backend, which does not see every free: a tracked
+ * skb whose headers now give a tuple unrelated to the one it had (other
+ * protocol, or neither source nor destination endpoint kept, as NAT would)
+ * is taken for another packet at a reused address, unless it is being
+ * encapsulated (skb->encapsulation).
+ */
+volatile const u8 track_validate;
+volatile s64 track_live;
+
+#define TRACK_CLONE 1
+#define TRACK_DYING 2
+
+struct track {
+	u64 id;
+	u32 flags; /* TRACK_* */
+	u32 pad;
+	struct tuple last; /* the last tuple accepted (track_validate) */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, u64);
+	__type(value, struct track);
+} track SEC(".maps");
+
+/* kprobe backends: the original skb of a clone/copy call in flight. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, u64);
+	__type(value, u64);
+} clone_stash SEC(".maps");
 
 /* Flow filter. *_set flags say which fields are compared. */
 volatile const u8 f_ipversion;
@@ -152,6 +242,7 @@ struct ipv6hdr_min {
 
 /* The skb fields the parser needs. */
 struct skb_hdrs {
+	struct sk_buff *skb;
 	unsigned char *head;
 	u16 nh_off;
 	u16 mac_off;
@@ -164,6 +255,7 @@ struct skb_hdrs {
  */
 static __always_inline void skb_hdrs_direct(struct sk_buff *skb, struct skb_hdrs *h)
 {
+	h->skb = skb;
 	h->head = skb->head;
 	h->nh_off = skb->network_header;
 	h->mac_off = skb->mac_header;
@@ -189,6 +281,8 @@ static __always_inline void skb_hdrs_probe(struct sk_buff *skb, struct skb_hdrs 
 		u64 q[3];
 	} w;
 
+	h->skb = skb;
+
 	if (nh < 24 && mac < 24 && hd <= 16 && !(nh & 1) && !(mac & 1) && !(hd & 7)) {
 		if (bpf_probe_read_kernel(&w, sizeof(w), (void *)skb + base) < 0) {
 			h->head = 0;
@@ -210,7 +304,8 @@ static __always_inline void skb_hdrs_probe(struct sk_buff *skb, struct skb_hdrs 
  * Fill t from the packet: IP version, protocol, addresses, and the ports of
  * TCP, UDP and SCTP (not for non-first fragments). The network header is
  * used where it is set; otherwise the Ethernet header at the MAC header,
- * with up to two VLAN tags. Returns -1 for a packet that is not IP, else 0.
+ * with up to two VLAN tags. Returns -1 for a packet that is not IP, -2 for
+ * an skb with neither header (yet: see parse_sk), else 0.
  * Everything is inlined into one function: a BPF-to-BPF call makes the
  * verifier and the JIT work harder, and every fentry clone pays that at load.
  */
@@ -228,11 +323,18 @@ static __always_inline int parse_l3(struct skb_hdrs *hd, struct tuple *t)
 
 	if (!head)
 		return -1;
-	if (nh_off != 0 && nh_off != HDR_UNSET && (mac_off == HDR_UNSET || nh_off > mac_off)) {
+	/*
+	 * A network header before the MAC header is stale (decapsulated on
+	 * receive, not reset yet), except while an encapsulation pushes the
+	 * outer headers in front of the inner frame.
+	 */
+	if (nh_off != 0 && nh_off != HDR_UNSET &&
+	    (mac_off == HDR_UNSET || nh_off > mac_off ||
+	     (nh_off < mac_off && BPF_CORE_READ_BITFIELD_PROBED(hd->skb, encapsulation)))) {
 		nh = head + nh_off;
 	} else {
 		if (mac_off == HDR_UNSET)
-			return -1;
+			return -2; /* no header at all */
 		/* Ethernet: read the type and two possible VLAN tags at once. */
 		if (bpf_probe_read_kernel(&h, 22, head + mac_off) < 0)
 			return -1;
@@ -313,6 +415,60 @@ static __always_inline int parse_l3(struct skb_hdrs *hd, struct tuple *t)
 	return 0;
 }
 
+/*
+ * Fill t from skb->sk, or the traced function's socket argument: a locally
+ * generated packet before its IP header exists (TCP and UDP above IP).
+ * Only connected inet sockets give a tuple.
+ */
+static __always_inline int parse_sk(struct sk_buff *skb, struct sock *argsk, struct tuple *t)
+{
+	struct sock *sk = BPF_CORE_READ(skb, sk);
+	/* TCP sets skb->sk only on the clone it transmits. */
+	if (!sk)
+		sk = argsk;
+	if (!sk)
+		return -1;
+	u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family == AF_INET) {
+		__be32 d = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		if (!d)
+			return -1;
+		__be32 s = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		t->ipversion = 4;
+		__builtin_memcpy(t->saddr, &s, 4);
+		__builtin_memcpy(t->daddr, &d, 4);
+	} else if (family == AF_INET6) {
+		u64 d[2], s[2];
+		BPF_CORE_READ_INTO(&d, sk, __sk_common.skc_v6_daddr);
+		if (!d[0] && !d[1])
+			return -1;
+		BPF_CORE_READ_INTO(&s, sk, __sk_common.skc_v6_rcv_saddr);
+		/* ::ffff:a.b.c.d (an IPv4 peer of a dual-stack socket) */
+		if (d[0] == 0 && (u32)d[1] == bpf_htonl(0xffff)) {
+			t->ipversion = 4;
+			__builtin_memcpy(t->saddr, (u8 *)s + 12, 4);
+			__builtin_memcpy(t->daddr, (u8 *)d + 12, 4);
+		} else {
+			t->ipversion = 6;
+			__builtin_memcpy(t->saddr, s, 16);
+			__builtin_memcpy(t->daddr, d, 16);
+		}
+	} else {
+		return -1;
+	}
+	u8 proto = IPPROTO_TCP;
+	u8 state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	/* Time-wait and request socks end with sock_common: no sk_protocol. */
+	if (state != TCP_TIME_WAIT && state != TCP_NEW_SYN_RECV)
+		proto = BPF_CORE_READ(sk, sk_protocol);
+	t->proto = proto;
+	if (proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_UDPLITE || proto == IPPROTO_SCTP) {
+		t->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+		t->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	}
+	return 0;
+}
+
 static __always_inline int addr_match(const u8 *addr, u8 ver, u8 want_ver,
 				      volatile const u64 *want, volatile const u64 *mask)
 {
@@ -347,20 +503,15 @@ static __always_inline int port_match(struct tuple *t)
 	return 1;
 }
 
-/* Parse the packet into t and report whether it belongs to the flow. */
-static __always_inline int flow_match(struct skb_hdrs *hd, struct tuple *t)
-{
-	if (parse_l3(hd, t) < 0 || !l3_match(t))
-		return 0;
-	return port_match(t);
-}
 
-static __always_inline u32 skb_netns(struct sk_buff *skb)
+static __always_inline u32 skb_netns(struct sk_buff *skb, struct sock *argsk)
 {
 	struct net_device *dev = BPF_CORE_READ(skb, dev);
 	if (dev)
 		return BPF_CORE_READ(dev, nd_net.net, ns.inum);
 	struct sock *sk = BPF_CORE_READ(skb, sk);
+	if (!sk)
+		sk = argsk;
 	if (sk)
 		return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 	return 0;
@@ -385,30 +536,160 @@ static __noinline int fill_data(struct sk_buff *skb, struct mod_buf *b)
 	return ret;
 }
 
+static __always_inline u64 new_journey_id(void)
+{
+	u32 k = COUNT_IDS;
+	u64 *v = bpf_map_lookup_elem(&counters, &k);
+	u64 n = 0;
+	if (v)
+		n = ++*v;
+	return ((u64)bpf_get_smp_processor_id() + 1) << 40 | (n & ((1ULL << 40) - 1));
+}
+
+/*
+ * Decide whether a hit on skb is in a journey: it is if the skb is tracked
+ * (and not a dead skb's reused address), or if it matched, in which case it
+ * is tracked from now on. Fills the journey ID and event flags.
+ */
+/* The same protocol, and the source or the destination endpoint kept. */
+static __always_inline int tuple_related(struct tuple *a, struct tuple *b)
+{
+	u64 *as = (u64 *)a->saddr, *ad = (u64 *)a->daddr, *bs = (u64 *)b->saddr, *bd = (u64 *)b->daddr;
+	if (a->ipversion != b->ipversion || a->proto != b->proto)
+		return 0;
+	return (as[0] == bs[0] && as[1] == bs[1] && a->sport == b->sport) ||
+	       (ad[0] == bd[0] && ad[1] == bd[1] && a->dport == b->dport);
+}
+
+/* What track_decide decides: the event's journey ID and flags. */
+struct decision {
+	u64 id;
+	u32 flags;
+	u32 matched; /* in: the headers matched the filter */
+};
+
+static __always_inline int track_decide(struct sk_buff *skb, u64 desc, struct tuple *t, struct decision *d)
+{
+	u64 key = (u64)skb;
+	struct track *tr;
+	int matched = d->matched;
+
+	if (!matched && track_live <= 0)
+		return 0;
+	tr = bpf_map_lookup_elem(&track, &key);
+	if (tr && (tr->flags & TRACK_DYING) && !(desc & (DESC_RELEASE | DESC_DYING | DESC_FREE))) {
+		/* Freed where we did not see it, and the address reused. */
+		if (bpf_map_delete_elem(&track, &key) == 0)
+			__sync_fetch_and_add(&track_live, -1);
+		tr = NULL;
+	}
+	if (tr && track_validate && t->ipversion) {
+		if (matched || tuple_related(t, &tr->last)) {
+			tr->last = *t;
+		} else if (!BPF_CORE_READ_BITFIELD_PROBED(skb, encapsulation)) {
+			if (bpf_map_delete_elem(&track, &key) == 0)
+				__sync_fetch_and_add(&track_live, -1);
+			tr = NULL;
+		}
+	}
+	if (tr) {
+		d->id = tr->id;
+		if (tr->flags & TRACK_CLONE)
+			d->flags |= EV_CLONE;
+		if (!matched)
+			d->flags |= EV_TRACKED;
+		return 1;
+	}
+	if (!matched)
+		return 0;
+	struct track n = {.id = new_journey_id(), .last = *t};
+	if (bpf_map_update_elem(&track, &key, &n, BPF_NOEXIST) == 0) {
+		__sync_fetch_and_add(&track_live, 1);
+	} else {
+		/* Another CPU inserted it first, or no room. */
+		tr = bpf_map_lookup_elem(&track, &key);
+		if (tr)
+			n.id = tr->id;
+		else
+			count(COUNT_TRACK_FAIL);
+	}
+	d->id = n.id;
+	return 1;
+}
+
+/* Forget skb where it is freed (DESC_FREE) or mark it dying (DESC_DYING). */
+static __always_inline void track_forget(struct sk_buff *skb, u64 desc)
+{
+	u64 key = (u64)skb;
+
+	if (track_live <= 0)
+		return;
+	if (desc & DESC_FREE) {
+		if (bpf_map_delete_elem(&track, &key) == 0)
+			__sync_fetch_and_add(&track_live, -1);
+		return;
+	}
+	if (BPF_CORE_READ(skb, users.refs.counter) > 1)
+		return;
+	struct track *tr = bpf_map_lookup_elem(&track, &key);
+	if (tr)
+		tr->flags |= TRACK_DYING;
+}
+
 /*
  * The per-hit work of every program: match the packet against the flow
- * filter, and for a match, send an event. direct says whether the skb is a
- * BTF pointer (fentry, tp_btf) or a plain address (kprobes). The
- * descriptor and drop reason are fetched only for a match (get_desc).
+ * filter or find it tracked, and send an event. direct says whether the
+ * skb is a BTF pointer (fentry, tp_btf) or a plain address (kprobes). The
+ * descriptor and drop reason are fetched only for a match, a possibly
+ * tracked skb, or an skb without headers (get_desc); get_sk gives the
+ * function's socket argument (after get_desc), for parse_sk.
  */
-#define HANDLE(skb, direct, get_desc)                                          \
+#define HANDLE(skb, direct, get_desc, get_sk)                                  \
 	do {                                                                   \
 		struct skb_hdrs hd;                                            \
 		struct tuple t = {};                                           \
+		struct decision d = {};                                        \
+		struct sock *sk = NULL;                                        \
+		u64 desc = 0, reason = 0, loc = 0;                             \
+		int have_desc = 0, err;                                        \
 		if (ipft_disabled)                                             \
 			break;                                                 \
 		if (direct)                                                    \
 			skb_hdrs_direct(skb, &hd);                             \
 		else                                                           \
 			skb_hdrs_probe(skb, &hd);                              \
-		if (!flow_match(&hd, &t))                                      \
+		err = parse_l3(&hd, &t);                                       \
+		if (err == -2 && track_enabled) {                              \
+			get_desc;                                              \
+			have_desc = 1;                                         \
+			sk = get_sk;                                           \
+			err = parse_sk(hd.skb, sk, &t);                        \
+			if (!err)                                              \
+				d.flags |= EV_SOCK;                            \
+		}                                                              \
+		if (err)                                                       \
+			__builtin_memset(&t, 0, sizeof(t));                    \
+		d.matched = !err && l3_match(&t) && port_match(&t);            \
+		/* The common case: another flow, nothing tracked. */          \
+		if (!d.matched && (!track_enabled || track_live <= 0))         \
 			break;                                                 \
-		u64 desc = 0, reason = 0, loc = 0;                             \
-		get_desc;                                                      \
-		emit(skb, &t, desc, reason, loc);                              \
+		if (!have_desc) {                                              \
+			get_desc;                                              \
+		}                                                              \
+		if (desc & DESC_QUIET) {                                       \
+			if (track_enabled)                                     \
+				track_forget(skb, desc);                       \
+			break;                                                 \
+		}                                                              \
+		if (track_enabled && !track_decide(skb, desc, &t, &d))         \
+			break;                                                 \
+		emit(skb, sk, &t, desc, reason, loc, d.id, d.flags);           \
+		if (track_enabled && (desc & (DESC_DYING | DESC_FREE)))        \
+			track_forget(skb, desc);                               \
 	} while (0)
 
-static __always_inline void emit(struct sk_buff *skb, struct tuple *t, u64 desc, u64 reason, u64 loc)
+static __always_inline void emit(struct sk_buff *skb, struct sock *sk, struct tuple *t, u64 desc, u64 reason,
+				 u64 loc, u64 id, u32 flags)
 {
 	/* Module data and match conditions: before any ring buffer traffic. */
 	struct mod_buf mb;
@@ -428,7 +709,7 @@ static __always_inline void emit(struct sk_buff *skb, struct tuple *t, u64 desc,
 	e->skb = (u64)skb;
 	e->func_id = (u32)desc;
 	e->cpu = bpf_get_smp_processor_id();
-	e->netns = skb_netns(skb);
+	e->netns = skb_netns(skb, sk);
 	e->ifindex = BPF_CORE_READ(skb, dev, ifindex);
 	e->len = BPF_CORE_READ(skb, len);
 	e->drop_reason = (u32)reason;
@@ -441,11 +722,51 @@ static __always_inline void emit(struct sk_buff *skb, struct tuple *t, u64 desc,
 		e->data_valid = 0;
 	}
 	e->location = loc;
+	e->id = id;
+	e->flags = flags;
+	e->pad = 0;
 
-	u64 flags = BPF_RB_NO_WAKEUP;
+	u64 rbflags = BPF_RB_NO_WAKEUP;
 	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
-		flags = BPF_RB_FORCE_WAKEUP;
-	bpf_ringbuf_submit(e, flags);
+		rbflags = BPF_RB_FORCE_WAKEUP;
+	bpf_ringbuf_submit(e, rbflags);
+}
+
+/*
+ * A clone or copy of a tracked skb joins its journey. Called with the
+ * original and the new skb when skb_clone, skb_copy, __pskb_copy_fclone or
+ * skb_copy_expand returns; emits the clone's first event.
+ */
+static __always_inline void track_clone(struct sk_buff *orig, struct sk_buff *clone, u64 desc)
+{
+	u64 key = (u64)orig;
+
+	if (ipft_disabled || !track_enabled || !orig || !clone || track_live <= 0)
+		return;
+	struct track *tr = bpf_map_lookup_elem(&track, &key);
+	if (!tr || (tr->flags & TRACK_DYING))
+		return;
+	struct track n = {.id = tr->id, .flags = TRACK_CLONE, .last = tr->last};
+	key = (u64)clone;
+	if (bpf_map_update_elem(&track, &key, &n, BPF_NOEXIST) == 0) {
+		__sync_fetch_and_add(&track_live, 1);
+	} else if (bpf_map_update_elem(&track, &key, &n, BPF_ANY) != 0) {
+		count(COUNT_TRACK_FAIL);
+		return;
+	}
+	struct skb_hdrs hd;
+	struct tuple t = {};
+	u32 flags = EV_CLONE;
+	skb_hdrs_probe(clone, &hd);
+	int err = parse_l3(&hd, &t);
+	if (err == -2) {
+		err = parse_sk(clone, NULL, &t);
+		if (!err)
+			flags |= EV_SOCK;
+	}
+	if (err)
+		__builtin_memset(&t, 0, sizeof(t));
+	emit(clone, NULL, &t, desc, 0, 0, n.id, flags);
 }
 
 static __always_inline u32 desc_reason_pos(u64 desc)
@@ -453,11 +774,36 @@ static __always_inline u32 desc_reason_pos(u64 desc)
 	return (desc >> 32) & 0xff;
 }
 
+static __always_inline u32 desc_sock_pos(u64 desc)
+{
+	return (desc >> 44) & 0xf;
+}
+
 static __always_inline u64 patched_desc(void)
 {
 	u64 desc;
 	asm volatile("%0 = " DESC_MARKER " ll" : "=r"(desc));
 	return desc;
+}
+
+/* The socket argument of a traced function (0: none). */
+static __always_inline struct sock *fentry_sock(u64 *ctx, u64 desc)
+{
+	u64 sk = 0;
+	u32 spos = desc_sock_pos(desc);
+	if (spos)
+		bpf_get_func_arg(ctx, spos - 1, &sk);
+	return (struct sock *)sk;
+}
+
+/* The socket argument of a tracepoint (constant offsets only). */
+static __always_inline struct sock *tp_sock(u64 *ctx, u64 desc)
+{
+	switch (desc_sock_pos(desc)) {
+	case 1: return (struct sock *)ctx[0];
+	case 2: return (struct sock *)ctx[1];
+	}
+	return NULL;
 }
 
 /* fentry: one clone per function; the skb is argument N. */
@@ -472,7 +818,7 @@ static __always_inline u64 patched_desc(void)
 				u32 rpos = desc_reason_pos(desc);              \
 				if (rpos)                                      \
 					bpf_get_func_arg(ctx, rpos - 1, &reason); \
-			});                                                    \
+			}, fentry_sock(ctx, desc));                            \
 		return 0;                                                      \
 	}
 
@@ -496,7 +842,7 @@ FENTRY(12)
 	{                                                                      \
 		struct sk_buff *skb = (struct sk_buff *)ctx[N - 1];            \
 		if (skb)                                                       \
-			HANDLE(skb, 1, desc = patched_desc());                 \
+			HANDLE(skb, 1, desc = patched_desc(), tp_sock(ctx, desc)); \
 		return 0;                                                      \
 	}
 
@@ -517,7 +863,7 @@ int tp_kfree_skb(u64 *ctx)
 			desc = patched_desc();
 			reason = ctx[2];
 			loc = ctx[1];
-		});
+		}, NULL);
 	return 0;
 }
 
@@ -531,6 +877,22 @@ static __always_inline u64 kprobe_reason(struct pt_regs *regs, u64 desc)
 	u64 si = regs->si, dx = regs->dx, cx = regs->cx, r8 = regs->r8, r9 = regs->r9;
 	asm volatile("" : "+r"(si), "+r"(dx), "+r"(cx), "+r"(r8), "+r"(r9));
 	switch (desc_reason_pos(desc)) {
+	case 2: return si;
+	case 3: return dx;
+	case 4: return cx;
+	case 5: return r8;
+	case 6: return r9;
+	}
+	return 0;
+}
+
+/* Argument pos (1..6) of a kprobe, 0 if out of range. */
+static __always_inline u64 kprobe_arg(struct pt_regs *regs, u32 pos)
+{
+	u64 di = regs->di, si = regs->si, dx = regs->dx, cx = regs->cx, r8 = regs->r8, r9 = regs->r9;
+	asm volatile("" : "+r"(di), "+r"(si), "+r"(dx), "+r"(cx), "+r"(r8), "+r"(r9));
+	switch (pos) {
+	case 1: return di;
 	case 2: return si;
 	case 3: return dx;
 	case 4: return cx;
@@ -576,7 +938,7 @@ extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
 			desc = bpf_get_attach_cookie(regs);                    \
 			reason = kprobe_reason(regs, desc);                    \
 			loc = kprobe_location(regs, desc);                     \
-		});                                                            \
+		}, (struct sock *)kprobe_arg(regs, desc_sock_pos(desc)));      \
 		return 0;                                                      \
 	}
 
@@ -595,3 +957,73 @@ KPROBE(3, dx)
 KPROBE(4, cx)
 KPROBE(5, r8)
 KPROBE(6, r9)
+
+/* fexit on skb_clone, skb_copy, __pskb_copy_fclone, skb_copy_expand. */
+SEC("fexit/placeholder")
+int fexit_clone(u64 *ctx)
+{
+	u64 ret = 0;
+	bpf_get_func_ret(ctx, &ret);
+	track_clone((struct sk_buff *)ctx[0], (struct sk_buff *)ret, patched_desc());
+	return 0;
+}
+
+/* kprobe backends: stash the original at entry, track the clone at return. */
+static __always_inline u64 stash_key(void)
+{
+	u64 k = bpf_get_current_pid_tgid();
+	/* Idle tasks are pid 0 on every CPU. */
+	if ((u32)k == 0)
+		k = 0xffffffff00000000ULL | bpf_get_smp_processor_id();
+	return k;
+}
+
+static __always_inline void clone_entry(struct sk_buff *skb)
+{
+	u64 key = (u64)skb;
+	if (ipft_disabled || !track_enabled || track_live <= 0 || !skb)
+		return;
+	if (!bpf_map_lookup_elem(&track, &key))
+		return;
+	u64 k = stash_key();
+	bpf_map_update_elem(&clone_stash, &k, &key, BPF_ANY);
+}
+
+static __always_inline void clone_return(struct pt_regs *regs)
+{
+	u64 k = stash_key();
+	u64 *orig = bpf_map_lookup_elem(&clone_stash, &k);
+	if (!orig)
+		return;
+	u64 o = *orig;
+	bpf_map_delete_elem(&clone_stash, &k);
+	track_clone((struct sk_buff *)o, (struct sk_buff *)regs->ax, bpf_get_attach_cookie(regs));
+}
+
+SEC("kprobe/placeholder")
+int kprobe_clone(struct pt_regs *regs)
+{
+	clone_entry((struct sk_buff *)regs->di);
+	return 0;
+}
+
+SEC("kretprobe/placeholder")
+int kretprobe_clone(struct pt_regs *regs)
+{
+	clone_return(regs);
+	return 0;
+}
+
+SEC("kprobe.multi/placeholder")
+int kprobe_multi_clone(struct pt_regs *regs)
+{
+	clone_entry((struct sk_buff *)regs->di);
+	return 0;
+}
+
+SEC("kretprobe.multi/placeholder")
+int kretprobe_multi_clone(struct pt_regs *regs)
+{
+	clone_return(regs);
+	return 0;
+}

@@ -36,14 +36,19 @@ type IpftraceEvent struct {
 	Data      [64]uint8
 	Location  uint64
 	DataValid uint64
+	Id        uint64
+	Flags     uint32
+	Pad       uint32
 }
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	IpftraceMapCloneStash            = "clone_stash"
 	IpftraceMapCounters              = "counters"
 	IpftraceMapEvents                = "events"
+	IpftraceMapTrack                 = "track"
 	IpftraceProgFentrySkb1           = "fentry_skb1"
 	IpftraceProgFentrySkb10          = "fentry_skb10"
 	IpftraceProgFentrySkb11          = "fentry_skb11"
@@ -56,6 +61,9 @@ const (
 	IpftraceProgFentrySkb7           = "fentry_skb7"
 	IpftraceProgFentrySkb8           = "fentry_skb8"
 	IpftraceProgFentrySkb9           = "fentry_skb9"
+	IpftraceProgFexitClone           = "fexit_clone"
+	IpftraceProgKprobeClone          = "kprobe_clone"
+	IpftraceProgKprobeMultiClone     = "kprobe_multi_clone"
 	IpftraceProgKprobeMultiProbeSkb1 = "kprobe_multi_probe_skb1"
 	IpftraceProgKprobeMultiProbeSkb2 = "kprobe_multi_probe_skb2"
 	IpftraceProgKprobeMultiProbeSkb3 = "kprobe_multi_probe_skb3"
@@ -80,6 +88,8 @@ const (
 	IpftraceProgKprobeSkb4           = "kprobe_skb4"
 	IpftraceProgKprobeSkb5           = "kprobe_skb5"
 	IpftraceProgKprobeSkb6           = "kprobe_skb6"
+	IpftraceProgKretprobeClone       = "kretprobe_clone"
+	IpftraceProgKretprobeMultiClone  = "kretprobe_multi_clone"
 	IpftraceProgTpKfreeSkb           = "tp_kfree_skb"
 	IpftraceProgTpSkb1               = "tp_skb1"
 	IpftraceProgTpSkb2               = "tp_skb2"
@@ -103,6 +113,9 @@ const (
 	IpftraceVarF_sportSet            = "f_sport_set"
 	IpftraceVarIpftDisabled          = "ipft_disabled"
 	IpftraceVarModulesOn             = "modules_on"
+	IpftraceVarTrackEnabled          = "track_enabled"
+	IpftraceVarTrackLive             = "track_live"
+	IpftraceVarTrackValidate         = "track_validate"
 	IpftraceVarWakeupBytes           = "wakeup_bytes"
 )
 
@@ -160,6 +173,9 @@ type IpftraceProgramSpecs struct {
 	FentrySkb7           *ebpf.ProgramSpec `ebpf:"fentry_skb7"`
 	FentrySkb8           *ebpf.ProgramSpec `ebpf:"fentry_skb8"`
 	FentrySkb9           *ebpf.ProgramSpec `ebpf:"fentry_skb9"`
+	FexitClone           *ebpf.ProgramSpec `ebpf:"fexit_clone"`
+	KprobeClone          *ebpf.ProgramSpec `ebpf:"kprobe_clone"`
+	KprobeMultiClone     *ebpf.ProgramSpec `ebpf:"kprobe_multi_clone"`
 	KprobeMultiProbeSkb1 *ebpf.ProgramSpec `ebpf:"kprobe_multi_probe_skb1"`
 	KprobeMultiProbeSkb2 *ebpf.ProgramSpec `ebpf:"kprobe_multi_probe_skb2"`
 	KprobeMultiProbeSkb3 *ebpf.ProgramSpec `ebpf:"kprobe_multi_probe_skb3"`
@@ -184,6 +200,8 @@ type IpftraceProgramSpecs struct {
 	KprobeSkb4           *ebpf.ProgramSpec `ebpf:"kprobe_skb4"`
 	KprobeSkb5           *ebpf.ProgramSpec `ebpf:"kprobe_skb5"`
 	KprobeSkb6           *ebpf.ProgramSpec `ebpf:"kprobe_skb6"`
+	KretprobeClone       *ebpf.ProgramSpec `ebpf:"kretprobe_clone"`
+	KretprobeMultiClone  *ebpf.ProgramSpec `ebpf:"kretprobe_multi_clone"`
 	TpKfreeSkb           *ebpf.ProgramSpec `ebpf:"tp_kfree_skb"`
 	TpSkb1               *ebpf.ProgramSpec `ebpf:"tp_skb1"`
 	TpSkb2               *ebpf.ProgramSpec `ebpf:"tp_skb2"`
@@ -197,8 +215,10 @@ type IpftraceProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type IpftraceMapSpecs struct {
-	Counters *ebpf.MapSpec `ebpf:"counters"`
-	Events   *ebpf.MapSpec `ebpf:"events"`
+	CloneStash *ebpf.MapSpec `ebpf:"clone_stash"`
+	Counters   *ebpf.MapSpec `ebpf:"counters"`
+	Events     *ebpf.MapSpec `ebpf:"events"`
+	Track      *ebpf.MapSpec `ebpf:"track"`
 }
 
 // IpftraceVariableSpecs contains global variables before they are loaded into the kernel.
@@ -221,6 +241,9 @@ type IpftraceVariableSpecs struct {
 	F_sportSet      *ebpf.VariableSpec `ebpf:"f_sport_set"`
 	IpftDisabled    *ebpf.VariableSpec `ebpf:"ipft_disabled"`
 	ModulesOn       *ebpf.VariableSpec `ebpf:"modules_on"`
+	TrackEnabled    *ebpf.VariableSpec `ebpf:"track_enabled"`
+	TrackLive       *ebpf.VariableSpec `ebpf:"track_live"`
+	TrackValidate   *ebpf.VariableSpec `ebpf:"track_validate"`
 	WakeupBytes     *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
@@ -244,14 +267,18 @@ func (o *IpftraceObjects) Close() error {
 //
 // It can be passed to LoadIpftraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type IpftraceMaps struct {
-	Counters *ebpf.Map `ebpf:"counters"`
-	Events   *ebpf.Map `ebpf:"events"`
+	CloneStash *ebpf.Map `ebpf:"clone_stash"`
+	Counters   *ebpf.Map `ebpf:"counters"`
+	Events     *ebpf.Map `ebpf:"events"`
+	Track      *ebpf.Map `ebpf:"track"`
 }
 
 func (m *IpftraceMaps) Close() error {
 	return _IpftraceClose(
+		m.CloneStash,
 		m.Counters,
 		m.Events,
+		m.Track,
 	)
 }
 
@@ -275,6 +302,9 @@ type IpftraceVariables struct {
 	F_sportSet      *ebpf.Variable `ebpf:"f_sport_set"`
 	IpftDisabled    *ebpf.Variable `ebpf:"ipft_disabled"`
 	ModulesOn       *ebpf.Variable `ebpf:"modules_on"`
+	TrackEnabled    *ebpf.Variable `ebpf:"track_enabled"`
+	TrackLive       *ebpf.Variable `ebpf:"track_live"`
+	TrackValidate   *ebpf.Variable `ebpf:"track_validate"`
 	WakeupBytes     *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
@@ -294,6 +324,9 @@ type IpftracePrograms struct {
 	FentrySkb7           *ebpf.Program `ebpf:"fentry_skb7"`
 	FentrySkb8           *ebpf.Program `ebpf:"fentry_skb8"`
 	FentrySkb9           *ebpf.Program `ebpf:"fentry_skb9"`
+	FexitClone           *ebpf.Program `ebpf:"fexit_clone"`
+	KprobeClone          *ebpf.Program `ebpf:"kprobe_clone"`
+	KprobeMultiClone     *ebpf.Program `ebpf:"kprobe_multi_clone"`
 	KprobeMultiProbeSkb1 *ebpf.Program `ebpf:"kprobe_multi_probe_skb1"`
 	KprobeMultiProbeSkb2 *ebpf.Program `ebpf:"kprobe_multi_probe_skb2"`
 	KprobeMultiProbeSkb3 *ebpf.Program `ebpf:"kprobe_multi_probe_skb3"`
@@ -318,6 +351,8 @@ type IpftracePrograms struct {
 	KprobeSkb4           *ebpf.Program `ebpf:"kprobe_skb4"`
 	KprobeSkb5           *ebpf.Program `ebpf:"kprobe_skb5"`
 	KprobeSkb6           *ebpf.Program `ebpf:"kprobe_skb6"`
+	KretprobeClone       *ebpf.Program `ebpf:"kretprobe_clone"`
+	KretprobeMultiClone  *ebpf.Program `ebpf:"kretprobe_multi_clone"`
 	TpKfreeSkb           *ebpf.Program `ebpf:"tp_kfree_skb"`
 	TpSkb1               *ebpf.Program `ebpf:"tp_skb1"`
 	TpSkb2               *ebpf.Program `ebpf:"tp_skb2"`
@@ -341,6 +376,9 @@ func (p *IpftracePrograms) Close() error {
 		p.FentrySkb7,
 		p.FentrySkb8,
 		p.FentrySkb9,
+		p.FexitClone,
+		p.KprobeClone,
+		p.KprobeMultiClone,
 		p.KprobeMultiProbeSkb1,
 		p.KprobeMultiProbeSkb2,
 		p.KprobeMultiProbeSkb3,
@@ -365,6 +403,8 @@ func (p *IpftracePrograms) Close() error {
 		p.KprobeSkb4,
 		p.KprobeSkb5,
 		p.KprobeSkb6,
+		p.KretprobeClone,
+		p.KretprobeMultiClone,
 		p.TpKfreeSkb,
 		p.TpSkb1,
 		p.TpSkb2,

@@ -26,7 +26,9 @@ typedef __u32 __be32;
 typedef __u32 __wsum;
 
 enum bpf_map_type {
+	BPF_MAP_TYPE_HASH = 1,
 	BPF_MAP_TYPE_ARRAY = 2,
+	BPF_MAP_TYPE_LRU_HASH = 9,
 	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
 	BPF_MAP_TYPE_RINGBUF = 27,
 };
@@ -39,6 +41,28 @@ enum {
 enum {
 	BPF_RB_AVAIL_DATA = 0,
 };
+
+enum {
+	BPF_ANY = 0,
+	BPF_NOEXIST = 1,
+	BPF_EXIST = 2,
+};
+
+typedef struct {
+	int counter;
+} atomic_t;
+
+struct refcount_struct {
+	atomic_t refs;
+} __attribute__((preserve_access_index));
+
+typedef struct refcount_struct refcount_t;
+
+struct in6_addr {
+	union {
+		u8 u6_addr8[16];
+	} in6_u;
+} __attribute__((preserve_access_index));
 
 struct ns_common {
 	unsigned int inum;
@@ -59,10 +83,19 @@ struct net_device {
 
 struct sock_common {
 	possible_net_t skc_net;
+	__be32 skc_daddr;
+	__be32 skc_rcv_saddr;
+	__be16 skc_dport;
+	u16 skc_num;
+	unsigned short skc_family;
+	volatile unsigned char skc_state;
+	struct in6_addr skc_v6_daddr;
+	struct in6_addr skc_v6_rcv_saddr;
 } __attribute__((preserve_access_index));
 
 struct sock {
 	struct sock_common __sk_common;
+	u16 sk_protocol;
 } __attribute__((preserve_access_index));
 
 struct sk_buff {
@@ -74,6 +107,8 @@ struct sk_buff {
 	__be16 protocol;
 	struct net_device *dev;
 	struct sock *sk;
+	refcount_t users;
+	u8 encapsulation:1;
 } __attribute__((preserve_access_index));
 
 /* x86-64 struct pt_regs, as the kernel lays it out (kprobe context). */

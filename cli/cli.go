@@ -237,6 +237,9 @@ Tracing:
   -b,  --backend NAME     auto, fentry, kprobe-multi, kprobe or tracepoint (default auto)
   -l,  --length N         end a journey after N functions (default 80)
        --idle DUR         end a journey when its skb is idle this long (default 1s)
+       --no-track         follow a packet only while its headers match the filter
+                          (default: once matched, its skb, clones and copies are
+                          followed through NAT, tunnels and header changes)
   -c,  --count N          stop after N journeys (default 0: no limit)
        --duration DUR     stop after this long (default 0: until Ctrl-C)
        --ready-file PATH  create PATH once everything is attached

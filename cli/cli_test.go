@@ -250,8 +250,11 @@ func TestPlanAuto(t *testing.T) {
 	}
 	cfg := r.cfg
 	if cfg.Backend != "fentry" || cfg.Format != "json" || cfg.Length != 5 || cfg.Count != 3 ||
-		cfg.Duration.String() != "10s" || cfg.Idle.String() != "250ms" || cfg.ReadyFile != "/tmp/r" {
+		cfg.Duration.String() != "10s" || cfg.Idle.String() != "250ms" || cfg.ReadyFile != "/tmp/r" || cfg.NoTrack {
 		t.Errorf("config %+v", cfg)
+	}
+	if r := run(t, nil, "--auto", "--btf", vmlinux, "--no-track"); r.code != 0 || !r.cfg.NoTrack {
+		t.Errorf("--no-track: exit %d, NoTrack %v: %s", r.code, r.cfg.NoTrack, r.stderr)
 	}
 	if f := cfg.Filter; f.IPVersion != 4 || f.Proto != 6 || f.Dport != 80 || f.Sport != -1 || f.Saddr.IsValid() {
 		t.Errorf("filter %+v", f)

@@ -44,6 +44,7 @@ type Options struct {
 	BTF          string             // --btf: BTF file instead of the kernel's
 	NoKmods      bool               // --no-kmods: skip module BTF
 	Idle         time.Duration      // --idle: journey idle timeout
+	NoTrack      bool               // --no-track: follow packets by their headers only
 	Verbose      bool               // -v
 	Help         bool               // -h
 	Version      bool               // --version
@@ -63,6 +64,7 @@ type rawFlags struct {
 	count, duration, readyFile, btf              string
 	noKmods                                      bool
 	idle                                         string
+	noTrack                                      bool
 	verbose, help, version                       bool
 }
 
@@ -90,6 +92,7 @@ func newFlagSet(r *rawFlags) *pflag.FlagSet {
 	fs.StringVar(&r.btf, "btf", "", "")
 	fs.BoolVar(&r.noKmods, "no-kmods", false, "")
 	fs.StringVar(&r.idle, "idle", DefaultIdle.String(), "")
+	fs.BoolVar(&r.noTrack, "no-track", false, "")
 	fs.BoolVarP(&r.verbose, "verbose", "v", false, "")
 	fs.BoolVarP(&r.help, "help", "h", false, "")
 	fs.BoolVar(&r.version, "version", false, "")
@@ -194,6 +197,7 @@ func ParseArgs(args []string) (*Options, error) {
 		return nil, errors.New("--egress needs a function name")
 	}
 	o.ReadyFile, o.BTF, o.NoKmods = r.readyFile, r.btf, r.noKmods
+	o.NoTrack = r.noTrack
 
 	if !o.GenManifest && !o.ListFunc {
 		switch {

@@ -30,6 +30,7 @@ func Plan(o *Options, scan *btfscan.Result) (tracer.Config, manifest.Summary, er
 		Duration:  o.Duration,
 		ReadyFile: o.ReadyFile,
 		Format:    o.Format,
+		NoTrack:   o.NoTrack,
 		Verbose:   o.Verbose,
 		Named:     o.Manifest != nil,
 	}

@@ -56,6 +56,9 @@ type Event struct {
 	Netns   uint64 `json:"netns"`
 	Ifindex int    `json:"ifindex"`
 	Len     int    `json:"len"`
+	Tuple   *Flow  `json:"tuple"` // only where it differs from the journey's flow
+	Skb     string `json:"skb"`   // only on clones
+	Clone   bool   `json:"clone"`
 	// Data holds the -m module fields (numbers decode as float64).
 	Data map[string]any `json:"data"`
 }
@@ -73,6 +76,12 @@ func (j Journey) String() string {
 	ev := make([]string, len(j.Events))
 	for i, e := range j.Events {
 		ev[i] = fmt.Sprintf("%s(%d)", e.Func, e.Len)
+		if e.Clone {
+			ev[i] += "+clone"
+		}
+		if u := e.Tuple; u != nil {
+			ev[i] += fmt.Sprintf("[%s %s:%d->%s:%d]", u.Proto, u.Saddr, u.Sport, u.Daddr, u.Dport)
+		}
 		if len(e.Data) > 0 {
 			ev[i] += fmt.Sprint(e.Data)
 		}

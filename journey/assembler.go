@@ -41,12 +41,21 @@ type Config struct {
 // address and in exactly one of two intrusive lists (active or closing),
 // ordered by last activity.
 type entry struct {
-	skb        uint64
+	key        uint64 // Event.Key of its events
+	skb        uint64 // skb of the first event
+	members    []member
 	events     []Event
 	last       uint64 // newest event timestamp of the journey
 	egressTS   uint64 // timestamp of the egress event (closing entries)
 	closing    bool   // ended at egress, collecting the release path
 	prev, next *entry
+}
+
+// member is one skb of a tracked journey (its original skb, clones and
+// copies); gone once an egress function ran on it.
+type member struct {
+	skb  uint64
+	gone bool
 }
 
 // list is an intrusive doubly-linked list of entries, oldest first.
@@ -106,6 +115,13 @@ func (l *list) moveToBack(e *entry) {
 // by Tick), when it reaches Length, when the table needs room, and by Flush.
 // Its End stays EndEgress. Release events beyond Length start a new journey.
 //
+// Tracked journeys: events with a journey ID (Event.ID, from skb tracking)
+// are grouped by that ID instead of the skb address, so the clones and
+// copies of an skb share its journey. Such a journey enters the closing
+// state only when every skb seen in it reached an egress function, and a
+// later event with its ID that is not of the release path reopens it (the
+// ID is unique, so it cannot be another packet's).
+//
 // Events within a journey are kept in timestamp order by insertion sort, so
 // small cross-CPU reordering is absorbed cheaply.
 //
@@ -126,7 +142,18 @@ type Assembler struct {
 	free    []*entry
 	spare   [][]Event // recycled event slices, length 0
 	newest  uint64    // newest event timestamp seen
+
+	// Flows of recently emitted tracked journeys, by journey ID: a later
+	// part of the same journey (after an idle or length end) whose events
+	// have no tuple of their own (headers gone, as at the final free)
+	// takes its flow from here.
+	flows    map[uint64]Tuple
+	flowRing []uint64
+	flowNext int
 }
+
+// flowMemory is how many tracked journeys' flows are remembered.
+const flowMemory = 4096
 
 // NewAssembler returns an Assembler for cfg, with defaults for zero fields.
 func NewAssembler(cfg Config) *Assembler {
@@ -175,7 +202,8 @@ func (a *Assembler) Add(ev Event, emit func(Journey)) {
 		a.expire(a.newest, emit)
 	}
 
-	e := a.table[ev.SKB]
+	key := ev.Key()
+	e := a.table[key]
 	if e != nil && e.closing {
 		if ev.TS <= e.egressTS || a.isRel(ev.FuncID) {
 			a.appendTo(e, &ev)
@@ -185,22 +213,37 @@ func (a *Assembler) Add(ev Event, emit func(Journey)) {
 			}
 			return
 		}
-		a.finish(e, EndEgress, emit)
-		e = nil
+		if ev.ID != 0 {
+			// Same journey ID: a clone or the skb itself is still alive.
+			a.closing.remove(e)
+			e.closing = false
+			a.active.pushBack(e)
+		} else {
+			a.finish(e, EndEgress, emit)
+			e = nil
+		}
 	}
 	if e == nil {
 		if len(a.table) >= a.max {
 			a.evictOne(emit)
 		}
-		e = a.newEntry(ev.SKB)
-		a.table[ev.SKB] = e
+		e = a.newEntry(key, ev.SKB)
+		a.table[key] = e
 		a.active.pushBack(e)
 	} else {
 		a.active.moveToBack(e)
 	}
 	a.appendTo(e, &ev)
 
-	if a.isEgress(ev.FuncID) {
+	egress := a.isEgress(ev.FuncID)
+	if ev.ID != 0 && !e.track(ev.SKB, egress, a.isRel(ev.FuncID)) {
+		// Another skb of the journey is still alive.
+		if len(e.events) >= a.length {
+			a.finish(e, EndLength, emit)
+		}
+		return
+	}
+	if egress {
 		if len(e.events) >= a.length {
 			a.finish(e, EndEgress, emit)
 			return
@@ -214,6 +257,35 @@ func (a *Assembler) Add(ev Event, emit func(Journey)) {
 	if len(e.events) >= a.length {
 		a.finish(e, EndLength, emit)
 	}
+}
+
+// track records an event on skb in a tracked journey and reports whether
+// every skb of the journey has now reached egress (always false unless
+// egress).
+func (e *entry) track(skb uint64, egress, release bool) bool {
+	i := 0
+	for i < len(e.members) && e.members[i].skb != skb {
+		i++
+	}
+	if i == len(e.members) {
+		e.members = append(e.members, member{skb: skb})
+	}
+	switch {
+	case egress:
+		e.members[i].gone = true
+	case !release:
+		// Alive after an egress function that did not free it (shared skb).
+		e.members[i].gone = false
+	}
+	if !egress {
+		return false
+	}
+	for _, m := range e.members {
+		if !m.gone {
+			return false
+		}
+	}
+	return true
 }
 
 // Tick ends the journeys idle at now and the closing journeys that lingered
@@ -311,8 +383,8 @@ func initialCap(length int) int {
 	return 16
 }
 
-// newEntry returns a cleared entry for skb, recycled if possible.
-func (a *Assembler) newEntry(skb uint64) *entry {
+// newEntry returns a cleared entry for key, recycled if possible.
+func (a *Assembler) newEntry(key, skb uint64) *entry {
 	var e *entry
 	if n := len(a.free); n > 0 {
 		e = a.free[n-1]
@@ -320,7 +392,7 @@ func (a *Assembler) newEntry(skb uint64) *entry {
 	} else {
 		e = new(entry)
 	}
-	e.skb = skb
+	e.key, e.skb = key, skb
 	return e
 }
 
@@ -332,18 +404,45 @@ func (a *Assembler) finish(e *entry, end End, emit func(Journey)) {
 	} else {
 		a.active.remove(e)
 	}
-	delete(a.table, e.skb)
+	delete(a.table, e.key)
+	flow := flowOf(e.events)
+	if id := e.events[0].ID; id != 0 {
+		if flow.IPVersion == 0 {
+			flow = a.flows[id]
+		} else {
+			a.rememberFlow(id, flow)
+		}
+	}
 	j := Journey{
-		Flow:   flowOf(e.events),
+		Flow:   flow,
 		SKB:    e.skb,
 		Events: e.events,
 		End:    end,
 	}
-	*e = entry{}
+	members := e.members[:0]
+	*e = entry{members: members}
 	if len(a.free) < 1024 {
 		a.free = append(a.free, e)
 	}
 	emit(j)
+}
+
+// rememberFlow records the flow of tracked journey id, forgetting the
+// oldest one beyond flowMemory.
+func (a *Assembler) rememberFlow(id uint64, flow Tuple) {
+	if a.flows == nil {
+		a.flows = make(map[uint64]Tuple)
+		a.flowRing = make([]uint64, flowMemory)
+	}
+	if _, ok := a.flows[id]; ok {
+		return
+	}
+	if old := a.flowRing[a.flowNext]; old != 0 {
+		delete(a.flows, old)
+	}
+	a.flowRing[a.flowNext] = id
+	a.flowNext = (a.flowNext + 1) % flowMemory
+	a.flows[id] = flow
 }
 
 // flowOf returns the tuple of the first event with a parsed tuple.

@@ -30,10 +30,23 @@ type Event struct {
 	Ifindex    uint32         // skb->dev->ifindex, 0 if no device
 	Len        uint32         // skb->len
 	DropReason uint32         // enum skb_drop_reason value for drop functions, else 0
-	Tuple      Tuple          // flow tuple as parsed at this point
+	Tuple      Tuple          // flow tuple as parsed at this point (IPVersion 0: none)
 	Data       [DataSize]byte // module data area
 	Location   uint64         // kernel address a drop function was called from, 0 if unknown
 	DataValid  uint64         // bit i: module field i was read (a NULL pointer on its path clears it)
+	ID         uint64         // journey ID from skb tracking; 0 with tracking off
+	Clone      bool           // the skb is a clone or copy of the journey's skb
+	Tracked    bool           // in the journey by tracking; its headers did not match the filter
+	SockTuple  bool           // Tuple comes from the skb's socket, not its headers
+}
+
+// Key returns what events are grouped into journeys by: the journey ID
+// when tracking assigned one, else the skb address.
+func (e *Event) Key() uint64 {
+	if e.ID != 0 {
+		return e.ID
+	}
+	return e.SKB
 }
 
 // End says why a journey ended.
@@ -48,11 +61,11 @@ const (
 	EndEvict  End = "evict"  // the in-flight table was full and this was the oldest journey
 )
 
-// Journey is the ordered list of events of one skb, from its first matching
-// hit until it ended.
+// Journey is the ordered list of events of one skb (and, with tracking, of
+// its clones and copies), from its first matching hit until it ended.
 type Journey struct {
-	Flow   Tuple   // the tuple of the first event
-	SKB    uint64  // skb address
+	Flow   Tuple   // the tuple of the first event with a tuple
+	SKB    uint64  // skb address of the first event
 	Events []Event // in timestamp order
 	End    End     // why it ended
 }

@@ -21,6 +21,12 @@ import (
 //
 // (on one line; data and the drop fields only where there are some). proto is ICMP, TCP, UDP, ICMPv6, SCTP or the protocol number
 // as a string; saddr and daddr are "" for an unparsed flow (ipversion 0).
+//
+// With skb tracking, an event may carry three more fields: "tuple" (same
+// fields as "flow") when the packet's headers at that point give a tuple
+// other than the journey's flow (after NAT, inside a tunnel's outer
+// headers); and "skb" (its address) with "clone": true when the event is on
+// a clone or copy of the journey's skb.
 // The encoder is hand-written into a reused buffer; its output is the same
 // as encoding/json's for the equivalent structs, without HTML escaping.
 type JSON struct {
@@ -50,19 +56,9 @@ func NewJSON(w io.Writer, names Names) *JSON {
 func (o *JSON) Write(j journey.Journey) error {
 	b := o.buf[:0]
 	f := &j.Flow
-	b = append(b, `{"flow":{"ipversion":`...)
-	b = strconv.AppendUint(b, uint64(f.IPVersion), 10)
-	b = append(b, `,"proto":"`...)
-	b = append(b, ProtoName(f.Proto)...)
-	b = append(b, `","saddr":"`...)
-	b = appendAddr(b, f.Saddr)
-	b = append(b, `","daddr":"`...)
-	b = appendAddr(b, f.Daddr)
-	b = append(b, `","sport":`...)
-	b = strconv.AppendUint(b, uint64(f.Sport), 10)
-	b = append(b, `,"dport":`...)
-	b = strconv.AppendUint(b, uint64(f.Dport), 10)
-	b = append(b, `},"skb":"0x`...)
+	b = append(b, `{"flow":`...)
+	b = appendJSONTuple(b, f)
+	b = append(b, `,"skb":"0x`...)
 	b = strconv.AppendUint(b, j.SKB, 16)
 	b = append(b, `","events":[`...)
 	for i := range j.Events {
@@ -82,6 +78,15 @@ func (o *JSON) Write(j journey.Journey) error {
 		b = strconv.AppendUint(b, uint64(ev.Ifindex), 10)
 		b = append(b, `,"len":`...)
 		b = strconv.AppendUint(b, uint64(ev.Len), 10)
+		if ev.Tuple.IPVersion != 0 && ev.Tuple != *f {
+			b = append(b, `,"tuple":`...)
+			b = appendJSONTuple(b, &ev.Tuple)
+		}
+		if ev.Clone {
+			b = append(b, `,"skb":"0x`...)
+			b = strconv.AppendUint(b, ev.SKB, 16)
+			b = append(b, `","clone":true`...)
+		}
 		if o.Data != nil {
 			o.flds = o.Data(ev, o.flds[:0])
 			if len(o.flds) > 0 {
@@ -119,6 +124,23 @@ func (o *JSON) Write(j journey.Journey) error {
 		return fmt.Errorf("write journey of skb %#x: %w", j.SKB, err)
 	}
 	return nil
+}
+
+// appendJSONTuple appends a tuple as the object of "flow" and "tuple".
+func appendJSONTuple(b []byte, f *journey.Tuple) []byte {
+	b = append(b, `{"ipversion":`...)
+	b = strconv.AppendUint(b, uint64(f.IPVersion), 10)
+	b = append(b, `,"proto":"`...)
+	b = append(b, ProtoName(f.Proto)...)
+	b = append(b, `","saddr":"`...)
+	b = appendAddr(b, f.Saddr)
+	b = append(b, `","daddr":"`...)
+	b = appendAddr(b, f.Daddr)
+	b = append(b, `","sport":`...)
+	b = strconv.AppendUint(b, uint64(f.Sport), 10)
+	b = append(b, `,"dport":`...)
+	b = strconv.AppendUint(b, uint64(f.Dport), 10)
+	return append(b, '}')
 }
 
 // appendAddr appends addr without zone ("" if invalid), which needs no

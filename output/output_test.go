@@ -191,12 +191,15 @@ type refFlow struct {
 }
 
 type refEvent struct {
-	TS      uint64 `json:"ts"`
-	Func    string `json:"func"`
-	CPU     uint32 `json:"cpu"`
-	Netns   uint32 `json:"netns"`
-	Ifindex uint32 `json:"ifindex"`
-	Len     uint32 `json:"len"`
+	TS      uint64   `json:"ts"`
+	Func    string   `json:"func"`
+	CPU     uint32   `json:"cpu"`
+	Netns   uint32   `json:"netns"`
+	Ifindex uint32   `json:"ifindex"`
+	Len     uint32   `json:"len"`
+	Tuple   *refFlow `json:"tuple,omitempty"`
+	SKB     string   `json:"skb,omitempty"`
+	Clone   bool     `json:"clone,omitempty"`
 	// Data is the ordered "data" object, built by refData.
 	Data json.RawMessage `json:"data,omitempty"`
 }
@@ -245,20 +248,31 @@ func addrString(a netip.Addr) string {
 	return a.String()
 }
 
+func toRefFlow(f journey.Tuple) refFlow {
+	return refFlow{
+		IPVersion: f.IPVersion, Proto: ProtoName(f.Proto),
+		Saddr: addrString(f.Saddr), Daddr: addrString(f.Daddr),
+		Sport: f.Sport, Dport: f.Dport,
+	}
+}
+
 func toRef(t testing.TB, j journey.Journey, names Names, data func(*journey.Event, []Field) []Field,
 	drop func(journey.Journey) (string, string, bool)) refJourney {
 	r := refJourney{
-		Flow: refFlow{
-			IPVersion: j.Flow.IPVersion, Proto: ProtoName(j.Flow.Proto),
-			Saddr: addrString(j.Flow.Saddr), Daddr: addrString(j.Flow.Daddr),
-			Sport: j.Flow.Sport, Dport: j.Flow.Dport,
-		},
+		Flow:   toRefFlow(j.Flow),
 		SKB:    "0x" + strconv.FormatUint(j.SKB, 16),
 		Events: []refEvent{},
 		End:    string(j.End),
 	}
 	for _, e := range j.Events {
 		re := refEvent{TS: e.TS, Func: nameOf(names, e.FuncID), CPU: e.CPU, Netns: e.Netns, Ifindex: e.Ifindex, Len: e.Len}
+		if e.Tuple.IPVersion != 0 && e.Tuple != j.Flow {
+			f := toRefFlow(e.Tuple)
+			re.Tuple = &f
+		}
+		if e.Clone {
+			re.SKB, re.Clone = "0x"+strconv.FormatUint(e.SKB, 16), true
+		}
 		if data != nil {
 			re.Data = refData(t, data(&e, nil))
 		}
@@ -471,6 +485,83 @@ func TestAppendFields(t *testing.T) {
 	} {
 		if got := string(AppendFields(nil, tt.fields)); got != tt.want {
 			t.Errorf("AppendFields(%v) = %q, want %q", tt.fields, got, tt.want)
+		}
+	}
+}
+
+// natJourney is a tracked journey: DNAT rewrites the destination at the
+// third event, a clone follows, and the last event has no tuple.
+func natJourney() journey.Journey {
+	flow := tuple(6, "10.0.0.1", "10.0.0.2", 33696, 80)
+	nat := tuple(6, "10.0.0.1", "10.0.0.3", 33696, 8080)
+	evs := events(1000, 2000, 3000, 4000, 5000)
+	evs[0].Tuple, evs[1].Tuple, evs[2].Tuple, evs[3].Tuple = flow, flow, nat, nat
+	evs[3].Clone, evs[3].SKB = true, 0xffff888003a1b300
+	evs[4].Tracked = true
+	return journey.Journey{Flow: flow, SKB: 0xffff888003a1b200, Events: evs, End: journey.EndEgress}
+}
+
+func TestTextTrackedMarks(t *testing.T) {
+	var buf bytes.Buffer
+	if err := NewText(&buf, testNames).Write(natJourney()); err != nil {
+		t.Fatal(err)
+	}
+	want := "" +
+		"TCP     10.0.0.1:33696    ->    10.0.0.2:80\n" +
+		"     Time Stamp   Delta(us)  Function\n" +
+		"           1000        0.0   ip_output\n" +
+		"           2000        1.0   nf_hook_slow\n" +
+		"           3000        1.0   dev_queue_xmit  [10.0.0.1:33696 -> 10.0.0.3:8080]\n" +
+		"           4000        1.0   ip_output  (clone)\n" +
+		"           5000        1.0   nf_hook_slow\n"
+	if got := buf.String(); got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+
+	// An outer header of another protocol names it; going back to the
+	// flow's tuple is a change too.
+	j := natJourney()
+	j.Events[2].Tuple = tuple(4, "192.0.2.1", "192.0.2.2", 0, 0)
+	j.Events[3].Tuple = j.Flow
+	j.Events[3].Clone = false
+	buf.Reset()
+	if err := NewText(&buf, testNames).Write(j); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{
+		"dev_queue_xmit  [proto 4 192.0.2.1 -> 192.0.2.2]\n",
+		"ip_output  [10.0.0.1:33696 -> 10.0.0.2:80]\n",
+	} {
+		if !strings.Contains(buf.String(), line) {
+			t.Errorf("no %q in\n%s", line, buf.String())
+		}
+	}
+}
+
+func TestJSONTracked(t *testing.T) {
+	j := natJourney()
+	var buf bytes.Buffer
+	if err := NewJSON(&buf, testNames).Write(j); err != nil {
+		t.Fatal(err)
+	}
+	got := buf.String()
+	if ref := refMarshal(t, toRef(t, j, testNames, nil, nil)); got != ref {
+		t.Errorf("differs from encoding/json:\n got %s\nwant %s", got, ref)
+	}
+	var back refJourney
+	if err := json.Unmarshal(buf.Bytes(), &back); err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range back.Events {
+		wantTuple := i == 2 || i == 3
+		if (e.Tuple != nil) != wantTuple {
+			t.Errorf("event %d: tuple %+v, want one: %v", i, e.Tuple, wantTuple)
+		}
+		if e.Tuple != nil && (e.Tuple.Daddr != "10.0.0.3" || e.Tuple.Dport != 8080) {
+			t.Errorf("event %d: tuple %+v, want the DNAT one", i, e.Tuple)
+		}
+		if e.Clone != (i == 3) || (e.Clone && e.SKB != "0xffff888003a1b300") {
+			t.Errorf("event %d: clone %v skb %q", i, e.Clone, e.SKB)
 		}
 	}
 }

@@ -17,7 +17,10 @@ import (
 //
 // with a blank line between journeys. Delta(us) is the time since the
 // previous event of the journey in microseconds, rounded half up to one
-// decimal. A journey that did not end at egress gets a last line saying why,
+// decimal. With skb tracking, an event whose headers give another tuple
+// than the one shown last (the flow at first) shows it after the function
+// name, "nf_nat_ipv4_fn  [10.0.0.2:80 -> 10.0.0.3:8080]", and an event on a
+// clone or copy of the journey's skb is marked "(clone)". A journey that did not end at egress gets a last line saying why,
 // such as "(ended: idle)".
 type Text struct {
 	// Decorate, if set, returns extra text for an event, printed in a
@@ -32,6 +35,7 @@ type Text struct {
 	names   Names
 	buf     []byte
 	deco    []string // per-event Decorate results, reused
+	marks   [][]byte // per-event function column (name and marks), reused
 	started bool
 }
 
@@ -51,12 +55,31 @@ func (t *Text) Write(j journey.Journey) error {
 
 	b = appendTextFlow(b, j.Flow)
 
+	for len(t.marks) < len(j.Events) {
+		t.marks = append(t.marks, nil)
+	}
+	shown := j.Flow
+	for i := range j.Events {
+		ev := &j.Events[i]
+		m := append(t.marks[i][:0], nameOf(t.names, ev.FuncID)...)
+		if ev.Clone {
+			m = append(m, "  (clone)"...)
+		}
+		if ev.Tuple.IPVersion != 0 && ev.Tuple != shown {
+			m = append(m, "  ["...)
+			m = appendTupleMark(m, ev.Tuple, j.Flow)
+			m = append(m, ']')
+			shown = ev.Tuple
+		}
+		t.marks[i] = m
+	}
+
 	var nameWidth int
 	t.deco = t.deco[:0]
 	if t.Decorate != nil {
 		for i := range j.Events {
 			t.deco = append(t.deco, t.Decorate(j.Events[i]))
-			if n := len(nameOf(t.names, j.Events[i].FuncID)); n > nameWidth {
+			if n := len(t.marks[i]); n > nameWidth {
 				nameWidth = n
 			}
 		}
@@ -85,7 +108,7 @@ func (t *Text) Write(j journey.Journey) error {
 		b = appendPadded(b, strconv.AppendUint(num[:0], ev.TS, 10), 15)
 		b = appendPadded(b, appendMicros(num[:0], delta), 11)
 		b = append(b, "   "...)
-		name := nameOf(t.names, ev.FuncID)
+		name := t.marks[i]
 		b = append(b, name...)
 		if t.Decorate != nil && t.deco[i] != "" {
 			b = appendSpaces(b, nameWidth-len(name)+2)
@@ -139,6 +162,26 @@ func appendTextFlow(b []byte, f journey.Tuple) []byte {
 		b = append(b, dst...)
 	}
 	return append(b, '\n')
+}
+
+// appendTupleMark appends "10.0.0.2:80 -> 10.0.0.3:8080", preceded by the
+// protocol when it differs from the flow's ("proto 4 10.0.0.1 -> 10.0.0.2"
+// for an IPIP outer header).
+func appendTupleMark(b []byte, t, flow journey.Tuple) []byte {
+	if t.Proto != flow.Proto {
+		switch t.Proto {
+		case protoICMP, protoTCP, protoUDP, protoICMPv6, protoSCTP:
+			b = append(b, ProtoName(t.Proto)...)
+		default:
+			b = append(b, "proto "...)
+			b = strconv.AppendUint(b, uint64(t.Proto), 10)
+		}
+		b = append(b, ' ')
+	}
+	ports := hasPorts(t)
+	b = appendEndpoint(b, t.Saddr, t.Sport, ports)
+	b = append(b, " -> "...)
+	return appendEndpoint(b, t.Daddr, t.Dport, ports)
 }
 
 // appendEndLine appends the "(ended: ...)" line for journeys that did not

@@ -179,14 +179,14 @@ func (t *tracer) attachOneTracing(id int, a *attachment) {
 			return
 		}
 		tmpl = tpTemplate(tg)
-		desc = descriptor(uint32(id), 0)
+		desc = t.desc(id)
 	} else {
 		if !reaches(BackendFentry, tg) {
 			a.addSkip(tg.Name, errPosition)
 			return
 		}
 		tmpl = fentryTemplate(tg)
-		desc = descriptor(uint32(id), dropReasonArg[tg.Name])
+		desc = t.desc(id)
 	}
 	prog, err := t.objs.loadProgram(tmpl, tg.Name, desc, true)
 	if err != nil {
@@ -255,7 +255,7 @@ func (t *tracer) attachMultiSet(ctx context.Context, prog *ebpf.Program, ids []i
 	cookies := make([]uint64, len(ids))
 	for i, id := range ids {
 		syms[i] = t.targets[id].Name
-		cookies[i] = descriptor(uint32(id), dropReasonArg[syms[i]])
+		cookies[i] = t.desc(id)
 	}
 	l, err := link.KprobeMulti(prog, link.KprobeMultiOptions{Symbols: syms, Cookies: cookies})
 	if err == nil {
@@ -304,7 +304,7 @@ func (t *tracer) attachKprobes(ctx context.Context, a *attachment, p *progress) 
 			defer wg.Done()
 			for id := range jobs {
 				tg := t.targets[id]
-				desc := descriptor(uint32(id), dropReasonArg[tg.Name])
+				desc := t.desc(id)
 				l, err := link.Kprobe(tg.Name, progs[tg.slot()], &link.KprobeOptions{Cookie: desc})
 				if err != nil {
 					a.addSkip(tg.Name, err)

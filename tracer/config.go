@@ -46,6 +46,7 @@ type Config struct {
 	Duration    time.Duration     // stop after this long (0: no limit)
 	ReadyFile   string            // created once everything is attached
 	Format      string            // text or json
+	NoTrack     bool              // follow packets by their headers only (no skb tracking)
 	Verbose     bool              // list skipped functions, show verifier logs
 	DropReasons map[uint64]string // enum skb_drop_reason names (btfscan.DropReasons); nil: drops are not named
 	Modules     *module.Program   // the -m modules' fields and match conditions; nil: none

@@ -8,8 +8,18 @@ import (
 	"github.com/ipftrace/ipftrace/journey"
 )
 
+// trackOff is the offset of the tracking fields (id, flags) of struct event.
+const trackOff = 96 + journey.DataSize
+
 // eventSize is the size of struct event in bpf/ipftrace.c.
-const eventSize = 80 + journey.DataSize + 16
+const eventSize = trackOff + 16
+
+// Event flags, the EV_* of bpf/ipftrace.c.
+const (
+	evClone   = 1 // a clone or copy of the journey's skb
+	evTracked = 2 // in the journey by tracking, its headers did not match
+	evSock    = 4 // the tuple comes from the socket
+)
 
 // decodeEvent decodes one ring buffer record into ev.
 func decodeEvent(b []byte, ev *journey.Event) error {
@@ -44,5 +54,10 @@ func decodeEvent(b []byte, ev *journey.Event) error {
 	copy(ev.Data[:], b[80:80+journey.DataSize])
 	ev.Location = le.Uint64(b[80+journey.DataSize:])
 	ev.DataValid = le.Uint64(b[88+journey.DataSize:])
+	ev.ID = le.Uint64(b[trackOff:])
+	fl := le.Uint32(b[trackOff+8:])
+	ev.Clone = fl&evClone != 0
+	ev.Tracked = fl&evTracked != 0
+	ev.SockTuple = fl&evSock != 0
 	return nil
 }

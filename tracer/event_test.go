@@ -27,6 +27,8 @@ func TestEventLayoutMatchesBPF(t *testing.T) {
 		"data":        {unsafe.Offsetof(e.Data), 80},
 		"location":    {unsafe.Offsetof(e.Location), 80 + journey.DataSize},
 		"data_valid":  {unsafe.Offsetof(e.DataValid), 88 + journey.DataSize},
+		"id":          {unsafe.Offsetof(e.Id), trackOff},
+		"flags":       {unsafe.Offsetof(e.Flags), trackOff + 8},
 	}
 	for name, o := range offsets {
 		if o[0] != o[1] {
@@ -43,6 +45,7 @@ func TestDecodeEvent(t *testing.T) {
 	copy(e.Tuple.Daddr[:], []byte{10, 0, 0, 2})
 	e.Data[0] = 0xaa
 	e.Location, e.DataValid = 0xffffffff81234567, 0b101
+	e.Id, e.Flags = 0x10000000002a, evClone|evSock
 	var buf bytes.Buffer
 	if err := binary.Write(&buf, binary.LittleEndian, &e); err != nil {
 		t.Fatal(err)
@@ -55,6 +58,7 @@ func TestDecodeEvent(t *testing.T) {
 		Tuple: journey.Tuple{IPVersion: 4, Proto: 6, Saddr: netip.MustParseAddr("10.0.0.1"), Daddr: netip.MustParseAddr("10.0.0.2"), Sport: 33696, Dport: 8000}}
 	want.Data[0] = 0xaa
 	want.Location, want.DataValid = 0xffffffff81234567, 0b101
+	want.ID, want.Clone, want.SockTuple = 0x10000000002a, true, true
 	if ev != want {
 		t.Fatalf("decoded %+v\nwant    %+v", ev, want)
 	}

@@ -10,8 +10,9 @@ import (
 
 // Indexes of the per-CPU counters in the BPF "counters" map.
 const (
-	countMatched uint32 = iota // events that passed the filter
-	countLost                  // events the ring buffer had no room for
+	countMatched   uint32 = iota // events that passed the filter
+	countLost                    // events the ring buffer had no room for
+	countTrackFail               // matched skbs the track table had no room for
 )
 
 // accounting tracks where every event that passed the filter went:

@@ -24,6 +24,14 @@ func descriptor(id uint32, reasonPos int) uint64 {
 	return uint64(id) | uint64(reasonPos&0xff)<<32
 }
 
+// Descriptor flags, the DESC_* of bpf/ipftrace.c.
+const (
+	descDying   uint64 = 1 << 40 // the skb is freed here unless shared
+	descFree    uint64 = 1 << 41 // the sk_buff is released here: forget it
+	descRelease uint64 = 1 << 42 // a release-path function (journey.IsReleaseName)
+	descQuiet   uint64 = 1 << 43 // only forget skbs, emit no event
+)
+
 // objects holds the maps every program shares and the spec the programs
 // are cloned from.
 type objects struct {
@@ -37,15 +45,25 @@ type objects struct {
 	fill    asm.Instructions // body of fill_data from the -m modules; nil: the compiled stub
 }
 
-// newObjects loads the collection spec, sets the filter constants and creates
-// the shared maps (ring buffer, lost counters, constants, the stop flag).
-// fill is the body of fill_data generated from the -m modules (nil: none).
-func newObjects(f filter.Filter, fill asm.Instructions, cache *btf.Cache) (*objects, error) {
+// newObjects loads the collection spec, sets the filter and tracking
+// constants and creates the shared maps (ring buffer, lost counters, the
+// track table, constants, the stop flag). fill is the body of fill_data
+// generated from the -m modules (nil: none).
+func newObjects(f filter.Filter, fill asm.Instructions, track bool, cache *btf.Cache) (*objects, error) {
+	return newObjectsFor(f, fill, track, false, cache)
+}
+
+// newObjectsFor is newObjects with track_validate set as given (the
+// tracepoint backend, which does not see every free, needs it).
+func newObjectsFor(f filter.Filter, fill asm.Instructions, track, validate bool, cache *btf.Cache) (*objects, error) {
 	spec, err := bpf.LoadIpftrace()
 	if err != nil {
 		return nil, fmt.Errorf("load BPF object: %w", err)
 	}
 	if err := setFilter(spec, f); err != nil {
+		return nil, err
+	}
+	if err := setTrack(spec, track, validate); err != nil {
 		return nil, err
 	}
 	if fill != nil {
@@ -101,11 +119,14 @@ func (o *objects) loadProgram(template, attachTo string, desc uint64, patch bool
 			return nil, fmt.Errorf("%s: %w", template, err)
 		}
 	}
-	var insns asm.Instructions
+	insns := ps.Instructions
 	var err error
-	if o.fill != nil {
+	switch {
+	case !hasFunc(insns, fillFunc):
+		// A program that emits no event (the kprobe clone stash).
+	case o.fill != nil:
 		insns, err = replaceFunc(ps.Instructions, fillFunc, o.fill)
-	} else {
+	default:
 		insns, err = removeFunc(ps.Instructions, fillFunc, asm.Mov.Imm(asm.R0, 1))
 	}
 	if err != nil {
@@ -202,6 +223,12 @@ func removeFunc(insns asm.Instructions, name string, ret asm.Instruction) (asm.I
 }
 
 // funcRange returns the instructions [start, end) of subprogram name.
+// hasFunc reports whether insns contain the subprogram name.
+func hasFunc(insns asm.Instructions, name string) bool {
+	_, _, err := funcRange(insns, name)
+	return err == nil
+}
+
 func funcRange(insns asm.Instructions, name string) (int, int, error) {
 	start := -1
 	for i := range insns {
@@ -274,6 +301,46 @@ func setFilter(spec *ebpf.CollectionSpec, f filter.Filter) error {
 		}
 	}
 	return nil
+}
+
+// setTrack sets the track_enabled (--no-track clears it) and
+// track_validate constants.
+func setTrack(spec *ebpf.CollectionSpec, on, validate bool) error {
+	for name, b := range map[string]bool{"track_enabled": on, "track_validate": validate} {
+		vs, ok := spec.Variables[name]
+		if !ok {
+			return fmt.Errorf("BPF object has no variable %s", name)
+		}
+		var v uint8
+		if b {
+			v = 1
+		}
+		if err := vs.Set(v); err != nil {
+			return fmt.Errorf("set %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// readGlobal reads the 8-byte global variable name from its data section map.
+func (o *objects) readGlobal(name string) (int64, error) {
+	v, ok := o.spec.Variables[name]
+	if !ok {
+		return 0, fmt.Errorf("BPF object has no variable %s", name)
+	}
+	m := o.maps[v.SectionName]
+	if m == nil {
+		return 0, fmt.Errorf("no map for section %s", v.SectionName)
+	}
+	val := make([]byte, m.ValueSize())
+	if err := m.Lookup(uint32(0), &val); err != nil {
+		return 0, fmt.Errorf("read %s: %w", v.SectionName, err)
+	}
+	off := int(v.Offset)
+	if off+8 > len(val) {
+		return 0, fmt.Errorf("%s at %d beyond %s", name, off, v.SectionName)
+	}
+	return int64(binary.NativeEndian.Uint64(val[off:])), nil
 }
 
 // setDisabled sets ipft_disabled, which makes every program return at once.

@@ -27,6 +27,7 @@ type tracer struct {
 	objs    *objects
 	backend string
 	targets []Target // the targets of the chosen backend; index = function ID
+	helpers []helper // tracking helpers; IDs follow the targets'
 }
 
 func (t *tracer) verbosef(format string, args ...any) {
@@ -56,11 +57,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Modules != nil {
 		fill = cfg.Modules.Instructions()
 	}
-	objs, err := newObjects(cfg.Filter, fill, btf.NewCache())
+	objs, err := newObjects(cfg.Filter, fill, !cfg.NoTrack, btf.NewCache())
 	if err != nil {
 		return err
 	}
-	defer objs.Close()
+	defer func() { objs.Close() }() // objs may be replaced below
 	t := &tracer{cfg: cfg, objs: objs}
 
 	if err := ctx.Err(); err != nil {
@@ -74,15 +75,31 @@ func Run(ctx context.Context, cfg Config) error {
 		return interruptedEarly(cfg.Stderr, err) // the probes closed what they loaded
 	}
 	t.backend = backend
+	if backend == BackendTracepoint && !cfg.NoTrack {
+		// Recreate the objects with track_validate set: a load-time
+		// constant, and the probes above needed objects to run.
+		fresh, err := newObjectsFor(cfg.Filter, fill, true, true, objs.cache)
+		if err != nil {
+			return err
+		}
+		objs.Close()
+		objs, t.objs = fresh, fresh
+	}
 	t.targets = cfg.Funcs
 	if backend == BackendTracepoint {
 		t.targets = cfg.Tracepoints
 	}
 	fmt.Fprintf(cfg.Stderr, "ipftrace: backend %s: %s\n", backend, why)
+	if note := t.planHelpers(); cfg.Verbose {
+		t.verbosef("%s", note)
+	}
 
-	names := make(output.NameList, len(t.targets))
+	names := make(output.NameList, len(t.targets), len(t.targets)+len(t.helpers))
 	for i, tg := range t.targets {
 		names[i] = tg.Name
+	}
+	for _, h := range t.helpers {
+		names = append(names, h.name)
 	}
 	w, err := output.New(cfg.Format, cfg.Stdout, names)
 	if err != nil {
@@ -114,6 +131,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if len(att.links) == 0 {
 		return fmt.Errorf("attach: nothing could be attached (%s)", att.summary())
 	}
+	t.attachHelpers(att)
 	attached := len(t.targets) - len(att.skipped)
 	summary := fmt.Sprintf("ipftrace: attached %d/%d", attached, len(t.targets))
 	if s := att.summary(); s != "" {
@@ -134,11 +152,14 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 
-	isEgress := make([]bool, len(t.targets))
-	isRelease := make([]bool, len(t.targets))
+	isEgress := make([]bool, len(names))
+	isRelease := make([]bool, len(names))
 	for i, tg := range t.targets {
 		isEgress[i] = tg.Egress
 		isRelease[i] = journey.IsReleaseName(tg.Name)
+	}
+	for _, h := range t.helpers {
+		isRelease[h.id] = journey.IsReleaseName(h.name)
 	}
 	asm := journey.NewAssembler(journey.Config{
 		Length:    cfg.Length,
@@ -209,6 +230,7 @@ func (t *tracer) loop(ctx context.Context, rd *ringbuf.Reader, asm *journey.Asse
 			if stopping {
 				asm.Flush(emit)
 				acct.final(journeys)
+				t.trackStats(acct)
 				return writeErr
 			}
 			sinceClock = clockEvery

@@ -20,7 +20,7 @@ var readOnlyHelpers = []asm.BuiltinFunc{
 	asm.FnRingbufReserve, asm.FnRingbufSubmit, asm.FnRingbufDiscard, asm.FnRingbufOutput, asm.FnRingbufQuery,
 	asm.FnProbeRead, asm.FnProbeReadStr, asm.FnProbeReadKernel, asm.FnProbeReadKernelStr,
 	asm.FnKtimeGetNs, asm.FnKtimeGetBootNs, asm.FnGetSmpProcessorId,
-	asm.FnGetFuncArg, asm.FnGetFuncArgCnt, asm.FnGetFuncIp, asm.FnGetAttachCookie,
+	asm.FnGetFuncArg, asm.FnGetFuncArgCnt, asm.FnGetFuncRet, asm.FnGetFuncIp, asm.FnGetAttachCookie,
 	asm.FnGetCurrentPidTgid, asm.FnGetCurrentComm, asm.FnGetCurrentTask, asm.FnGetCurrentTaskBtf,
 	asm.FnLoop,
 }
@@ -31,7 +31,7 @@ var readOnlyHelpers = []asm.BuiltinFunc{
 var readOnlyKfuncs = []string{"bpf_rdonly_cast"}
 
 // TestProgramsOnlyRead: every BPF program ipftrace loads is a tracing
-// program (fentry, tp_btf, kprobe, kprobe-multi: none can change a packet
+// program (fentry, fexit, tp_btf, kprobe, kprobe-multi: none can change a packet
 // or a return value, unlike XDP, tc, fmod_ret or LSM programs) that calls
 // only read-only helpers and kfuncs, and uses only its own maps.
 func TestProgramsOnlyRead(t *testing.T) {
@@ -44,7 +44,8 @@ func TestProgramsOnlyRead(t *testing.T) {
 	}
 	for name, ps := range spec.Programs {
 		switch {
-		case ps.Type == ebpf.Tracing && (ps.AttachType == ebpf.AttachTraceFEntry || ps.AttachType == ebpf.AttachTraceRawTp):
+		case ps.Type == ebpf.Tracing && (ps.AttachType == ebpf.AttachTraceFEntry || ps.AttachType == ebpf.AttachTraceFExit ||
+			ps.AttachType == ebpf.AttachTraceRawTp):
 		case ps.Type == ebpf.Kprobe && (ps.AttachType == ebpf.AttachNone || ps.AttachType == ebpf.AttachTraceKprobeMulti):
 		default:
 			t.Errorf("%s: program type %v, attach type %v: not a read-only tracing program", name, ps.Type, ps.AttachType)

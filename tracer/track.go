@@ -1,0 +1,330 @@
+package tracer
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/ipftrace/ipftrace/journey"
+)
+
+// dyingFuncs free the skb they are given unless someone else holds a
+// reference (skb->users > 1): from here on, only release-path functions
+// continue its journey. The BPF side checks skb->users.
+var dyingFuncs = map[string]bool{
+	"consume_skb":               true,
+	"kfree_skb":                 true,
+	"kfree_skb_reason":          true,
+	"sk_skb_reason_drop":        true,
+	"kfree_skb_list_reason":     true,
+	"__kfree_skb":               true,
+	"napi_consume_skb":          true,
+	"__napi_kfree_skb":          true,
+	"kfree_skb_partial":         true,
+	"__consume_stateless_skb":   true,
+	"skb_attempt_defer_free":    true,
+	"skb_release_head_state":    true,
+	"napi_skb_free_stolen_head": true,
+	"__dev_kfree_skb_any":       true,
+	"__dev_kfree_skb_irq":       true,
+	"dev_kfree_skb_any_reason":  true,
+	"dev_kfree_skb_irq_reason":  true,
+}
+
+// dyingTracepoints fire only when the skb is really freed.
+var dyingTracepoints = map[string]bool{"kfree_skb": true, "consume_skb": true}
+
+// freeFuncs release the sk_buff itself: the skb is forgotten there.
+var freeFuncs = map[string]bool{"kfree_skbmem": true, "napi_skb_cache_put": true}
+
+// forgetFuncs are attached (quietly, emitting nothing) whenever tracking is
+// on with a function backend and the user does not trace them anyway, so
+// that a freed skb's address is never inherited by the next skb allocated
+// there: kfree_skbmem and napi_skb_cache_put release the sk_buff,
+// skb_release_head_state runs on every other free path (bulk frees of
+// kfree_skb_list_reason, kfree_skb_partial with a stolen head).
+var forgetFuncs = []string{"kfree_skbmem", "napi_skb_cache_put", "skb_release_head_state"}
+
+// cloneFuncs return a clone or copy of their first argument; with tracking,
+// the new skb joins the original's journey. pskb_copy is an inline wrapper
+// of __pskb_copy_fclone.
+var cloneFuncs = []string{"skb_clone", "skb_copy", "__pskb_copy_fclone", "skb_copy_expand"}
+
+// baseName strips a compiler suffix such as ".isra.0".
+func baseName(name string) string {
+	if i := strings.IndexByte(name, '.'); i > 0 {
+		return name[:i]
+	}
+	return name
+}
+
+// descFlags returns the DESC_* flags of a target from its name.
+func descFlags(name string, tracepoint bool) uint64 {
+	if tracepoint {
+		if dyingTracepoints[name] {
+			return descDying
+		}
+		return 0
+	}
+	name = baseName(name)
+	var f uint64
+	if dyingFuncs[name] {
+		f |= descDying
+	}
+	if freeFuncs[name] {
+		f |= descFree
+	}
+	if journey.IsReleaseName(name) {
+		f |= descRelease
+	}
+	return f
+}
+
+// sockArg is the 1-based position of the struct sock * argument of
+// functions (and tracepoints, sockArgTP) that see a locally sent skb before
+// skb->sk is set: TCP sets it only on the clone it transmits, so the
+// socket argument gives the original's flow.
+var sockArg = map[string]int{
+	"__tcp_transmit_skb":        1,
+	"tcp_event_new_data_sent":   1,
+	"tcp_rate_skb_sent":         1,
+	"tcp_update_skb_after_send": 1,
+	"tcp_fragment":              1,
+	"tcp_retransmit_skb":        1,
+	"__tcp_retransmit_skb":      1,
+	"tcp_add_write_queue_tail":  1,
+	"tcp_skb_entail":            1,
+	"tcp_wmem_free_skb":         1,
+	"tcp_v4_send_check":         1,
+	"__ip_queue_xmit":           1,
+	"ip_queue_xmit":             1,
+	"inet6_csk_xmit":            1,
+	"ip6_xmit":                  1,
+}
+
+// sockArgTP is sockArg for tracepoints.
+var sockArgTP = map[string]int{"tcp_sendmsg_locked": 1, "tcp_retransmit_skb": 1}
+
+// desc returns the descriptor of target id.
+func (t *tracer) desc(id int) uint64 {
+	tg := t.targets[id]
+	reason, sock := 0, sockArgTP[tg.Name]
+	if !tg.Tracepoint {
+		reason = dropReasonArg[tg.Name]
+		sock = sockArg[baseName(tg.Name)]
+	}
+	if t.cfg.NoTrack || sock > tg.NumArgs || sock > 6 {
+		sock = 0
+	}
+	return descriptor(uint32(id), reason) | uint64(sock)<<44 | descFlags(tg.Name, tg.Tracepoint)
+}
+
+// helperKind says what a helper program does.
+type helperKind int
+
+const (
+	helperForget helperKind = iota // quiet entry probe: forget freed skbs
+	helperClone                    // exit probe: a clone joins the journey
+)
+
+// helper is a program the tracer attaches for tracking, on top of the
+// user's targets. Its function ID is len(targets) + its index.
+type helper struct {
+	kind helperKind
+	name string
+	id   int
+	desc uint64
+}
+
+// planHelpers picks the tracking helpers for the chosen backend. It returns
+// a note for -v saying what tracking can and cannot do here.
+func (t *tracer) planHelpers() string {
+	if t.cfg.NoTrack {
+		return "tracking off (--no-track): a packet is followed only while its headers match"
+	}
+	if t.backend == BackendTracepoint {
+		return "tracking skbs by address; clones and copies are not followed: the tracepoint backend has no function-exit hooks (use fentry or kprobe-multi)"
+	}
+	traced := map[string]bool{}
+	for _, tg := range t.targets {
+		traced[tg.Name] = true
+	}
+	inScan := func(name string) bool {
+		if t.cfg.Scan == nil {
+			return false
+		}
+		fn, ok := t.cfg.Scan.Func(name)
+		return ok && fn.SkbPos == 1 && fn.Module == ""
+	}
+	next := len(t.targets)
+	add := func(kind helperKind, name string, flags uint64) {
+		t.helpers = append(t.helpers, helper{kind: kind, name: name, id: next,
+			desc: descriptor(uint32(next), 0) | flags})
+		next++
+	}
+	var forget, clones []string
+	for _, name := range forgetFuncs {
+		if !traced[name] && inScan(name) {
+			add(helperForget, name, descQuiet|descFlags(name, false))
+			forget = append(forget, name)
+		}
+	}
+	for _, name := range cloneFuncs {
+		if inScan(name) {
+			add(helperClone, name, 0)
+			clones = append(clones, name)
+		}
+	}
+	note := "tracking skbs by address"
+	if len(clones) > 0 {
+		note += "; following clones and copies from " + strings.Join(clones, ", ")
+	} else {
+		note += "; clones and copies are not followed (no clone function found in BTF)"
+	}
+	if len(forget) > 0 {
+		note += "; also watching " + strings.Join(forget, ", ") + " for frees"
+	}
+	return note
+}
+
+// attachHelpers attaches the tracking helpers. A helper that cannot be
+// attached weakens tracking but does not stop tracing: it is reported.
+func (t *tracer) attachHelpers(a *attachment) {
+	var failed []string
+	for _, h := range t.helpers {
+		if err := t.attachHelper(h, a); err != nil {
+			failed = append(failed, fmt.Sprintf("%s (%s)", h.name, describeErr(err)))
+			if t.cfg.Verbose {
+				t.verbosef("tracking helper %s: %v", h.name, err)
+			}
+		}
+	}
+	if len(failed) > 0 {
+		fmt.Fprintf(t.cfg.Stderr, "ipftrace: tracking: could not attach %s; clones or frees there are not seen\n", strings.Join(failed, ", "))
+	}
+}
+
+func (t *tracer) attachHelper(h helper, a *attachment) error {
+	switch t.backend {
+	case BackendFentry:
+		tmpl, typ := "fentry_skb1", ebpf.AttachTraceFEntry
+		if h.kind == helperClone {
+			tmpl, typ = "fexit_clone", ebpf.AttachTraceFExit
+		}
+		prog, err := t.objs.loadProgram(tmpl, h.name, h.desc, true)
+		if err != nil {
+			return err
+		}
+		l, err := link.AttachTracing(link.TracingOptions{Program: prog, AttachType: typ})
+		prog.Close()
+		if err != nil {
+			return err
+		}
+		a.addLink(l)
+		return nil
+	case BackendKprobeMulti, BackendKprobe:
+		multi := t.backend == BackendKprobeMulti
+		if h.kind == helperForget {
+			prog, err := t.objs.loadKprobe(multi, 1)
+			if err != nil {
+				return err
+			}
+			defer prog.Close()
+			return t.attachKprobeHelper(prog, h, false, multi, a)
+		}
+		entry, exit := "kprobe_clone", "kretprobe_clone"
+		if multi {
+			entry, exit = "kprobe_multi_clone", "kretprobe_multi_clone"
+		}
+		for i, tmpl := range []string{entry, exit} {
+			prog, err := t.objs.loadProgram(tmpl, "", 0, false)
+			if err != nil {
+				return err
+			}
+			err = t.attachKprobeHelper(prog, h, i == 1, multi, a)
+			prog.Close()
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("no tracking helpers for backend %s", t.backend)
+}
+
+func (t *tracer) attachKprobeHelper(prog *ebpf.Program, h helper, ret, multi bool, a *attachment) error {
+	var l link.Link
+	var err error
+	switch {
+	case multi && ret:
+		l, err = link.KretprobeMulti(prog, link.KprobeMultiOptions{Symbols: []string{h.name}, Cookies: []uint64{h.desc}})
+	case multi:
+		l, err = link.KprobeMulti(prog, link.KprobeMultiOptions{Symbols: []string{h.name}, Cookies: []uint64{h.desc}})
+	case ret:
+		l, err = link.Kretprobe(h.name, prog, &link.KprobeOptions{Cookie: h.desc})
+	default:
+		l, err = link.Kprobe(h.name, prog, &link.KprobeOptions{Cookie: h.desc})
+	}
+	if err != nil {
+		return err
+	}
+	a.addLink(l)
+	return nil
+}
+
+// trackStats reports what tracking could not keep: skbs the track table had
+// no room for, and tracked skbs evicted by newer ones (both mean a journey
+// may miss events after NAT or encapsulation). Call it with the programs
+// disabled.
+func (t *tracer) trackStats(acct *accounting) {
+	if t.cfg.NoTrack {
+		return
+	}
+	failed, err := acct.read(countTrackFail)
+	if err != nil {
+		fmt.Fprintf(t.cfg.Stderr, "ipftrace: tracking: %v\n", err)
+		return
+	}
+	live, err := t.objs.readGlobal("track_live")
+	if err != nil {
+		fmt.Fprintf(t.cfg.Stderr, "ipftrace: tracking: %v\n", err)
+		return
+	}
+	m := t.objs.maps["track"]
+	if m == nil {
+		fmt.Fprintln(t.cfg.Stderr, "ipftrace: tracking: no track map")
+		return
+	}
+	left, err := countEntries(m)
+	if err != nil {
+		fmt.Fprintf(t.cfg.Stderr, "ipftrace: tracking: count tracked skbs: %v\n", err)
+		return
+	}
+	evicted := live - int64(left)
+	if failed > 0 || evicted > 0 {
+		fmt.Fprintf(t.cfg.Stderr, "ipftrace: tracking: %d skbs evicted from the track table (%d entries), %d not tracked (no room); their journeys may miss events after a rewrite\n",
+			max(evicted, 0), m.MaxEntries(), failed)
+	}
+	if t.cfg.Verbose {
+		t.verbosef("tracking: %d skbs still tracked at exit", left)
+	}
+}
+
+// countEntries counts the keys of a hash map.
+func countEntries(m *ebpf.Map) (int, error) {
+	var key, next uint64
+	n := 0
+	err := m.NextKey(nil, &next)
+	for err == nil {
+		n++
+		key = next
+		err = m.NextKey(&key, &next)
+	}
+	if errors.Is(err, ebpf.ErrKeyNotExist) {
+		return n, nil
+	}
+	return n, err
+}
