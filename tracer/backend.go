@@ -235,20 +235,25 @@ func (t *tracer) chooseBackend() (string, string, error) {
 	}
 
 	job := autoJob{total: len(t.cfg.Funcs), named: t.cfg.Named, tracepoints: len(t.cfg.Tracepoints)}
+	job.probe = func(name string) string {
+		err := t.probeBackend(name)
+		if err == nil {
+			return ""
+		}
+		if t.cfg.Verbose {
+			fmt.Fprintf(t.cfg.Stderr, "ipftrace: probe %s: %v\n", name, err)
+		}
+		return describeErr(err)
+	}
 	for _, name := range autoOrder {
 		c := candidate{name: name}
 		switch {
 		case job.total == 0:
-			c.unusable = "no functions to trace"
+			c.unusable, c.probed = "no functions to trace", true
 		default:
 			c.reach = reachCount(name, t.cfg.Funcs)
 			if c.reach == 0 {
-				c.unusable = fmt.Sprintf("reaches none of the %d functions", job.total)
-			} else if err := t.probeBackend(name); err != nil {
-				c.unusable = describeErr(err)
-				if t.cfg.Verbose {
-					fmt.Fprintf(t.cfg.Stderr, "ipftrace: probe %s: %v\n", name, err)
-				}
+				c.unusable, c.probed = fmt.Sprintf("reaches none of the %d functions", job.total), true
 			}
 		}
 		job.candidates = append(job.candidates, c)
@@ -274,6 +279,7 @@ func (t *tracer) chooseBackend() (string, string, error) {
 type candidate struct {
 	name     string
 	reach    int    // how many of the job's functions it can attach to
+	probed   bool   // unusable is known
 	unusable string // why it cannot be used on this kernel ("" if it can)
 }
 
@@ -284,38 +290,61 @@ type autoJob struct {
 	named       bool // named in a manifest rather than discovered by --auto
 	tracepoints int  // skb tracepoints available to the fallback
 	candidates  []candidate
+	// probe tries a backend on this kernel and says why it cannot be used
+	// ("" if it can). Probing costs a program load (and for kprobes an
+	// attach), so pick calls it only for the backends it must know about.
+	probe func(name string) string
+}
+
+// usable probes c once.
+func (j autoJob) usable(c *candidate) bool {
+	if !c.probed {
+		c.unusable, c.probed = j.probe(c.name), true
+	}
+	return c.unusable == ""
+}
+
+// enough is the reach a backend needs to be chosen when another usable one
+// reaches r: all of r for a manifest, all but autoTolerance for --auto.
+func (j autoJob) enough(r int) int {
+	if j.named {
+		return r
+	}
+	return int(float64(r) * (1 - autoTolerance))
 }
 
 // pick returns the best ranked usable backend that reaches enough of the
-// job's functions (all that any usable backend reaches for a manifest; all
-// but autoTolerance of them for --auto), with a one-line explanation naming
-// why each other backend was not chosen. If no function backend is usable
-// it returns BackendTracepoint and the reasons the others were skipped.
+// job's functions compared with every other usable one, with a one-line
+// explanation naming why each other backend was not chosen. It probes a
+// backend only if the decision depends on it: the better ranked ones, and
+// worse ranked ones that reach more. If no function backend is usable it
+// returns BackendTracepoint and the reasons the others were skipped.
 func (j autoJob) pick() (string, string) {
-	maxReach := 0
-	for _, c := range j.candidates {
-		if c.unusable == "" {
-			maxReach = max(maxReach, c.reach)
-		}
-	}
-	need := maxReach
-	if !j.named {
-		need = int(float64(maxReach) * (1 - autoTolerance))
-	}
+	cs := j.candidates
 	chosen := -1
-	for i, c := range j.candidates {
-		if c.unusable == "" && c.reach > 0 && c.reach >= need {
+	for i := range cs {
+		if cs[i].reach == 0 || !j.usable(&cs[i]) {
+			continue
+		}
+		beaten := false
+		for k := i + 1; k < len(cs); k++ {
+			if cs[i].reach < j.enough(cs[k].reach) && j.usable(&cs[k]) {
+				beaten = true
+				break
+			}
+		}
+		if !beaten {
 			chosen = i
 			break
 		}
 	}
 	var others []string
-	for i, c := range j.candidates {
+	for i, c := range cs {
 		switch {
 		case i == chosen:
-		case c.unusable != "":
+		case c.probed && c.unusable != "":
 			others = append(others, c.name+": "+c.unusable)
-		case c.reach < need:
+		case chosen >= 0 && c.reach < j.enough(cs[chosen].reach):
 			others = append(others, fmt.Sprintf("%s: reaches only %d/%d functions", c.name, c.reach, j.total))
 		default:
 			others = append(others, c.name+": "+merit(c.name, c.reach, j.total))
@@ -324,10 +353,10 @@ func (j autoJob) pick() (string, string) {
 	if chosen < 0 {
 		return BackendTracepoint, strings.Join(others, ", ")
 	}
-	c := j.candidates[chosen]
+	c := cs[chosen]
 	msg := merit(c.name, c.reach, j.total)
-	for _, better := range j.candidates[:chosen] {
-		if better.unusable == "" {
+	for _, better := range cs[:chosen] {
+		if better.probed && better.unusable == "" {
 			msg += fmt.Sprintf("; chosen over %s, which reaches only %d", better.name, better.reach)
 			break
 		}
