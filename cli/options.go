@@ -104,7 +104,14 @@ var genManifestFlags = []string{"regex", "btf", "no-kmods", "verbose", "help"}
 
 // ParseArgs parses and validates the command line (without the program
 // name). It does not read any file.
-func ParseArgs(args []string) (*Options, error) {
+func ParseArgs(args []string) (_ *Options, err error) {
+	// Arguments end up in errors; one with a newline in it must not make a
+	// two-line error.
+	defer func() {
+		if err != nil && strings.ContainsAny(err.Error(), "\n\r") {
+			err = errors.New(strings.NewReplacer("\n", `\n`, "\r", `\r`).Replace(err.Error()))
+		}
+	}()
 	var r rawFlags
 	fs := newFlagSet(&r)
 	if err := fs.Parse(TranslateArgs(args)); err != nil {
@@ -152,7 +159,6 @@ func ParseArgs(args []string) (*Options, error) {
 		return nil, fmt.Errorf("unexpected argument %q (only one manifest may be given)", pos[1])
 	}
 
-	var err error
 	if o.Filter, err = parseFilter(&r); err != nil {
 		return nil, err
 	}
@@ -202,13 +208,13 @@ func ParseArgs(args []string) (*Options, error) {
 	if !o.GenManifest && !o.ListFunc {
 		switch {
 		case o.Auto && o.ManifestPath != "":
-			return nil, fmt.Errorf("both a manifest (%s) and --auto given; use one", o.ManifestPath)
+			return nil, fmt.Errorf("both a manifest (%q) and --auto given; use one", o.ManifestPath)
 		case !o.Auto && o.ManifestPath == "":
 			return nil, errors.New("no manifest given (pass a MANIFEST file, or --auto to trace every skb function)")
 		}
 	}
 	if o.ListFunc && o.Auto && o.ManifestPath != "" {
-		return nil, fmt.Errorf("both a manifest (%s) and --auto given; use one", o.ManifestPath)
+		return nil, fmt.Errorf("both a manifest (%q) and --auto given; use one", o.ManifestPath)
 	}
 	return o, nil
 }
