@@ -867,28 +867,14 @@ int tp_kfree_skb(u64 *ctx)
 	return 0;
 }
 
-static __always_inline u64 kprobe_reason(struct pt_regs *regs, u64 desc)
+/* Argument pos (1..6) of a kprobe, 0 if out of range. */
+static __always_inline u64 kprobe_arg(struct pt_regs *regs, u32 pos)
 {
 	/*
 	 * Load every candidate register first: the verifier rejects a context
 	 * access at a computed offset, which is what clang makes of a switch
-	 * over regs->si, regs->dx, ...
+	 * over regs->di, regs->si, ...
 	 */
-	u64 si = regs->si, dx = regs->dx, cx = regs->cx, r8 = regs->r8, r9 = regs->r9;
-	asm volatile("" : "+r"(si), "+r"(dx), "+r"(cx), "+r"(r8), "+r"(r9));
-	switch (desc_reason_pos(desc)) {
-	case 2: return si;
-	case 3: return dx;
-	case 4: return cx;
-	case 5: return r8;
-	case 6: return r9;
-	}
-	return 0;
-}
-
-/* Argument pos (1..6) of a kprobe, 0 if out of range. */
-static __always_inline u64 kprobe_arg(struct pt_regs *regs, u32 pos)
-{
 	u64 di = regs->di, si = regs->si, dx = regs->dx, cx = regs->cx, r8 = regs->r8, r9 = regs->r9;
 	asm volatile("" : "+r"(di), "+r"(si), "+r"(dx), "+r"(cx), "+r"(r8), "+r"(r9));
 	switch (pos) {
@@ -900,6 +886,12 @@ static __always_inline u64 kprobe_arg(struct pt_regs *regs, u32 pos)
 	case 6: return r9;
 	}
 	return 0;
+}
+
+/* The drop reason argument of a kprobe'd drop function, 0 if none. */
+static __always_inline u64 kprobe_reason(struct pt_regs *regs, u64 desc)
+{
+	return kprobe_arg(regs, desc_reason_pos(desc));
 }
 
 /*
