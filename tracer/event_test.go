@@ -114,6 +114,8 @@ func FuzzDecodeEvent(f *testing.F) {
 		}
 		want := journey.Event{TS: o.Ts, SKB: o.Skb, FuncID: o.FuncId, CPU: o.Cpu, Netns: o.Netns, Ifindex: o.Ifindex,
 			Len: o.Len, DropReason: o.DropReason, Data: o.Data,
+			Location: o.Location, DataValid: o.DataValid, ID: o.Id,
+			Clone: o.Flags&evClone != 0, Tracked: o.Flags&evTracked != 0, SockTuple: o.Flags&evSock != 0,
 			Tuple: journey.Tuple{IPVersion: o.Tuple.Ipversion, Proto: o.Tuple.Proto, Sport: o.Tuple.Sport, Dport: o.Tuple.Dport}}
 		switch o.Tuple.Ipversion {
 		case 4:
