@@ -41,14 +41,7 @@ unit:
 # which `make unit` then replays as a regression case.
 FUZZTIME ?= 20s
 fuzz:
-	@set -e; for f in $$(grep -rlE '^func Fuzz[A-Za-z0-9_]*\(' --include='*_test.go' . | grep -v '^./e2e/' | sort); do \
-		d=$$(dirname $$f); \
-		for t in $$(grep -oE '^func Fuzz[A-Za-z0-9_]*' $$f | cut -d' ' -f2); do \
-			echo "=== fuzz $$d $$t ($(FUZZTIME))"; \
-			$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$d \
-				|| { echo "=== fuzz $$d $$t: FAILED (crasher in $$d/testdata/fuzz/$$t/)"; exit 1; }; \
-		done; \
-	done
+	GO=$(GO) FUZZTIME=$(FUZZTIME) ./test/fuzz.sh
 
 # End-to-end tests on this host's kernel (root; real traffic in netns),
 # including the E2E_FLOOD-long flood test (TestFlood; E2E_FLOOD= skips it).
