@@ -420,9 +420,11 @@ func interruptTrial(t *testing.T, s trialSetup) string {
 		// The scan window was measured from the scan line to the scanned
 		// line; the process checks for a signal only after the pause that
 		// follows the scanned line, which leaves one pause of margin.
-		// Half of it: the calibration run may have been slow (a loaded
-		// host slows a TCG guest down several times).
-		offset = jitter(s.rng, s.scanWindow/2)
+		// Half of it, and at most 200 ms: the calibration run may have
+		// been slow (a loaded host slows a TCG guest down several times;
+		// a 5 s calibration scan was followed by 1 s scans), while no
+		// scan of a real kernel's BTF in a VM takes less than ~0.5 s.
+		offset = jitter(s.rng, min(s.scanWindow/2, 200*time.Millisecond))
 	case atEarlyAttach:
 		want := regexp.MustCompile(`^ipftrace: phase attach 0/\d+$`)
 		if _, _, ok := r.stderr.wait(want, r.done, readyTimeout); !ok {
