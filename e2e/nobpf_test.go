@@ -11,7 +11,6 @@ import (
 	"runtime"
 	"syscall"
 	"testing"
-	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -91,14 +90,7 @@ func runNoBPF(t *testing.T, args ...string) (stdout, stderr string, code int, ki
 	}
 	cmd := exec.Command(self, args...)
 	cmd.Env = append(os.Environ(), noBPFEnv+"=1")
-	var o, e bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &e
-	err = startChild(cmd)
-	if err == nil {
-		timer := time.AfterFunc(exitTimeout, func() { cmd.Process.Kill() })
-		err = cmd.Wait()
-		timer.Stop()
-	}
+	o, e, err := runToExit(cmd)
 	var ee *exec.ExitError
 	switch {
 	case err == nil:

@@ -137,18 +137,24 @@ type tracer struct {
 	ready   time.Duration
 }
 
-// ipftrace runs the binary to completion (for -ls, gen-manifest, bad input).
-func ipftrace(t *testing.T, args ...string) (stdout, stderr string, code int) {
-	t.Helper()
-	cmd := exec.Command(ipftraceBin, args...)
+// runToExit runs cmd to completion (killed after exitTimeout) and returns
+// its output and Wait's error.
+func runToExit(cmd *exec.Cmd) (stdout, stderr *bytes.Buffer, err error) {
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
-	err := startChild(cmd)
-	if err == nil {
+	if err = startChild(cmd); err == nil {
 		timer := time.AfterFunc(exitTimeout, func() { cmd.Process.Kill() })
 		err = cmd.Wait()
 		timer.Stop()
 	}
+	return &o, &e, err
+}
+
+// ipftrace runs the binary to completion (for -ls, gen-manifest, bad input).
+func ipftrace(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(ipftraceBin, args...)
+	o, e, err := runToExit(cmd)
 	var ee *exec.ExitError
 	switch {
 	case err == nil:

@@ -174,7 +174,7 @@ func (t *tracer) attachOneTracing(id int, a *attachment) {
 	var tmpl string
 	var desc uint64
 	if t.backend == BackendTracepoint {
-		if tg.slot() > 6 {
+		if !reaches(BackendTracepoint, tg) {
 			a.addSkip(tg.Name, fmt.Errorf("skb is argument %d: %w", tg.SkbPos, errPosition))
 			return
 		}
