@@ -88,7 +88,6 @@ struct event {
 	u32 len;
 	u32 drop_reason;
 	struct tuple tuple;
-	u8 data[DATA_SIZE];
 	/*
 	 * Where a drop function was called from: the kfree_skb tracepoint's
 	 * location argument, or the return address a kprobe finds on the
@@ -99,7 +98,14 @@ struct event {
 	u64 id;         /* journey ID from tracking (0: tracking off) */
 	u32 flags;      /* EV_* */
 	u32 pad;
+	/*
+	 * Module data (-m). Last, so that without modules the record stops
+	 * before it: 112 bytes instead of 176 (EVENT_SHORT).
+	 */
+	u8 data[DATA_SIZE];
 };
+
+#define EVENT_SHORT __builtin_offsetof(struct event, data)
 
 /*
  * The module data of one event, filled on the stack by fill_data() before
@@ -140,11 +146,12 @@ struct {
 	__type(value, u64);
 } counters SEC(".maps");
 
-static __always_inline void count(u32 which)
+static __always_inline u64 count(u32 which)
 {
 	u64 *v = bpf_map_lookup_elem(&counters, &which);
-	if (v)
-		*v += 1;
+	if (!v)
+		return 0;
+	return ++*v;
 }
 
 /* Set to 1 by userspace to stop every program at once (fast Ctrl-C). */
@@ -217,6 +224,59 @@ volatile const u16 f_dport;
 /* Wake userspace only once this many bytes are waiting (0: every event). */
 volatile const u32 wakeup_bytes = 64 << 10;
 
+/*
+ * Set by userspace when the kernel has the bpf_rdonly_cast kfunc (6.2+).
+ * Then every read of the skb and its headers is a plain load through a
+ * read-only BTF pointer, which the JIT makes fault-safe: no helper call on
+ * the path of a packet that does not match. Without it (6.1), kprobe
+ * programs probe-read the skb fields, and every program probe-reads the
+ * headers. The kfunc call is dead code the verifier never visits there
+ * (cilium/ebpf turns the call to the missing weak kfunc into a poisoned
+ * call).
+ */
+volatile const u8 use_cast;
+
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
+
+/* 16 bytes at p as something plain loads may read (use_cast only). */
+static __always_inline struct in6_addr *raw16(const void *p)
+{
+	return (struct in6_addr *)bpf_rdonly_cast(p, bpf_core_type_id_kernel(struct in6_addr));
+}
+
+/*
+ * Read size bytes (4, or a multiple of 8 up to 40) of packet header at src
+ * into dst: plain loads with use_cast (a fault reads zeros, which no
+ * parser accepts as an IP header), else one probe read.
+ */
+static __always_inline int read_hdr(void *dst, u32 size, const void *src)
+{
+	if (use_cast) {
+		if (size == 4) {
+			*(u32 *)dst = raw16(src)->in6_u.u6_addr32[0];
+			return 0;
+		}
+		u64 *d = dst;
+#pragma unroll
+		for (u32 i = 0; i < size / 8; i += 2) {
+			struct in6_addr *a = raw16(src + i * 8);
+			d[i] = *(u64 *)&a->in6_u.u6_addr32[0];
+			if (i + 1 < size / 8)
+				d[i + 1] = *(u64 *)&a->in6_u.u6_addr32[2];
+		}
+		return 0;
+	}
+	return bpf_probe_read_kernel(dst, size, src);
+}
+
+/*
+ * A field of the skb: a plain load when it is a BTF pointer (fentry,
+ * tp_btf, or a kprobe with use_cast), else a probe read.
+ */
+#define SKB_FIELD(direct, skb, field) ((direct) ? (skb)->field : BPF_CORE_READ(skb, field))
+#define SKB_ENCAP(direct, skb) \
+	((direct) ? BPF_CORE_READ_BITFIELD(skb, encapsulation) : BPF_CORE_READ_BITFIELD_PROBED(skb, encapsulation))
+
 struct iphdr_min {
 	u8 ver_ihl;
 	u8 tos;
@@ -247,6 +307,7 @@ struct skb_hdrs {
 	u16 nh_off;
 	u16 mac_off;
 	__be16 proto;
+	u8 direct; /* skb is a BTF pointer */
 };
 
 /*
@@ -256,6 +317,7 @@ struct skb_hdrs {
 static __always_inline void skb_hdrs_direct(struct sk_buff *skb, struct skb_hdrs *h)
 {
 	h->skb = skb;
+	h->direct = 1;
 	h->head = skb->head;
 	h->nh_off = skb->network_header;
 	h->mac_off = skb->mac_header;
@@ -282,6 +344,7 @@ static __always_inline void skb_hdrs_probe(struct sk_buff *skb, struct skb_hdrs 
 	} w;
 
 	h->skb = skb;
+	h->direct = 0;
 
 	if (nh < 24 && mac < 24 && hd <= 16 && !(nh & 1) && !(mac & 1) && !(hd & 7)) {
 		if (bpf_probe_read_kernel(&w, sizeof(w), (void *)skb + base) < 0) {
@@ -319,6 +382,7 @@ static __always_inline int parse_l3(struct skb_hdrs *hd, struct tuple *t)
 	union {
 		u8 b[40];
 		__be16 h[20];
+		u64 q[5];
 	} h;
 
 	if (!head)
@@ -330,13 +394,13 @@ static __always_inline int parse_l3(struct skb_hdrs *hd, struct tuple *t)
 	 */
 	if (nh_off != 0 && nh_off != HDR_UNSET &&
 	    (mac_off == HDR_UNSET || nh_off > mac_off ||
-	     (nh_off < mac_off && BPF_CORE_READ_BITFIELD_PROBED(hd->skb, encapsulation)))) {
+	     (nh_off < mac_off && SKB_ENCAP(hd->direct, hd->skb)))) {
 		nh = head + nh_off;
 	} else {
 		if (mac_off == HDR_UNSET)
 			return -2; /* no header at all */
 		/* Ethernet: read the type and two possible VLAN tags at once. */
-		if (bpf_probe_read_kernel(&h, 22, head + mac_off) < 0)
+		if (read_hdr(&h, 24, head + mac_off) < 0)
 			return -1;
 		nh = head + mac_off + 14;
 		proto = h.h[6];
@@ -350,7 +414,7 @@ static __always_inline int parse_l3(struct skb_hdrs *hd, struct tuple *t)
 		}
 	}
 
-	if (bpf_probe_read_kernel(&h, 40, nh) < 0)
+	if (read_hdr(&h, 40, nh) < 0)
 		return -1;
 	u8 version = h.b[0] >> 4;
 	if (proto != bpf_htons(ETH_P_IP) && proto != bpf_htons(ETH_P_IPV6) && proto != 0)
@@ -382,10 +446,10 @@ static __always_inline int parse_l3(struct skb_hdrs *hd, struct tuple *t)
 		 */
 #pragma unroll
 		for (int i = 0; i < 2; i++) {
-			u8 opt[4];
+			u8 opt[4] __attribute__((aligned(4)));
 			if (next != 0 && next != 43 && next != 60 && next != 51 && next != 44)
 				break;
-			if (bpf_probe_read_kernel(opt, sizeof(opt), l4) < 0)
+			if (read_hdr(opt, sizeof(opt), l4) < 0)
 				return -1;
 			if (next == 44) {
 				/* Fragment header: a non-first fragment carries no L4 header. */
@@ -406,8 +470,8 @@ static __always_inline int parse_l3(struct skb_hdrs *hd, struct tuple *t)
 		return -1;
 	}
 	if (next == IPPROTO_TCP || next == IPPROTO_UDP || next == IPPROTO_SCTP) {
-		__be16 ports[2];
-		if (bpf_probe_read_kernel(ports, sizeof(ports), l4) < 0)
+		__be16 ports[2] __attribute__((aligned(4)));
+		if (read_hdr(ports, sizeof(ports), l4) < 0)
 			return -1;
 		t->sport = bpf_ntohs(ports[0]);
 		t->dport = bpf_ntohs(ports[1]);
@@ -420,9 +484,9 @@ static __always_inline int parse_l3(struct skb_hdrs *hd, struct tuple *t)
  * generated packet before its IP header exists (TCP and UDP above IP).
  * Only connected inet sockets give a tuple.
  */
-static __always_inline int parse_sk(struct sk_buff *skb, struct sock *argsk, struct tuple *t)
+static __always_inline int parse_sk(struct sk_buff *skb, int direct, struct sock *argsk, struct tuple *t)
 {
-	struct sock *sk = BPF_CORE_READ(skb, sk);
+	struct sock *sk = SKB_FIELD(direct, skb, sk);
 	/* TCP sets skb->sk only on the clone it transmits. */
 	if (!sk)
 		sk = argsk;
@@ -504,14 +568,16 @@ static __always_inline int port_match(struct tuple *t)
 }
 
 
-static __always_inline u32 skb_netns(struct sk_buff *skb, struct sock *argsk)
+static __always_inline u32 skb_netns(struct sk_buff *skb, int direct, struct sock *argsk)
 {
-	struct net_device *dev = BPF_CORE_READ(skb, dev);
+	struct net_device *dev = SKB_FIELD(direct, skb, dev);
 	if (dev)
-		return BPF_CORE_READ(dev, nd_net.net, ns.inum);
-	struct sock *sk = BPF_CORE_READ(skb, sk);
+		return direct ? dev->nd_net.net->ns.inum : BPF_CORE_READ(dev, nd_net.net, ns.inum);
+	struct sock *sk = SKB_FIELD(direct, skb, sk);
+	if (sk && direct)
+		return sk->__sk_common.skc_net.net->ns.inum;
 	if (!sk)
-		sk = argsk;
+		sk = argsk; /* a plain address */
 	if (sk)
 		return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 	return 0;
@@ -568,7 +634,8 @@ struct decision {
 	u32 matched; /* in: the headers matched the filter */
 };
 
-static __always_inline int track_decide(struct sk_buff *skb, u64 desc, struct tuple *t, struct decision *d)
+static __always_inline int track_decide(struct sk_buff *skb, int direct, u64 desc, struct tuple *t,
+					struct decision *d)
 {
 	u64 key = (u64)skb;
 	struct track *tr;
@@ -586,7 +653,7 @@ static __always_inline int track_decide(struct sk_buff *skb, u64 desc, struct tu
 	if (tr && track_validate && t->ipversion) {
 		if (matched || tuple_related(t, &tr->last)) {
 			tr->last = *t;
-		} else if (!BPF_CORE_READ_BITFIELD_PROBED(skb, encapsulation)) {
+		} else if (!SKB_ENCAP(direct, skb)) {
 			if (bpf_map_delete_elem(&track, &key) == 0)
 				__sync_fetch_and_add(&track_live, -1);
 			tr = NULL;
@@ -618,7 +685,7 @@ static __always_inline int track_decide(struct sk_buff *skb, u64 desc, struct tu
 }
 
 /* Forget skb where it is freed (DESC_FREE) or mark it dying (DESC_DYING). */
-static __always_inline void track_forget(struct sk_buff *skb, u64 desc)
+static __always_inline void track_forget(struct sk_buff *skb, int direct, u64 desc)
 {
 	u64 key = (u64)skb;
 
@@ -629,7 +696,7 @@ static __always_inline void track_forget(struct sk_buff *skb, u64 desc)
 			__sync_fetch_and_add(&track_live, -1);
 		return;
 	}
-	if (BPF_CORE_READ(skb, users.refs.counter) > 1)
+	if (SKB_FIELD(direct, skb, users.refs.counter) > 1)
 		return;
 	struct track *tr = bpf_map_lookup_elem(&track, &key);
 	if (tr)
@@ -663,7 +730,7 @@ static __always_inline void track_forget(struct sk_buff *skb, u64 desc)
 			get_desc;                                              \
 			have_desc = 1;                                         \
 			sk = get_sk;                                           \
-			err = parse_sk(hd.skb, sk, &t);                        \
+			err = parse_sk(hd.skb, direct, sk, &t);                \
 			if (!err)                                              \
 				d.flags |= EV_SOCK;                            \
 		}                                                              \
@@ -678,18 +745,18 @@ static __always_inline void track_forget(struct sk_buff *skb, u64 desc)
 		}                                                              \
 		if (desc & DESC_QUIET) {                                       \
 			if (track_enabled)                                     \
-				track_forget(skb, desc);                       \
+				track_forget(skb, direct, desc);               \
 			break;                                                 \
 		}                                                              \
-		if (track_enabled && !track_decide(skb, desc, &t, &d))         \
+		if (track_enabled && !track_decide(skb, direct, desc, &t, &d)) \
 			break;                                                 \
-		emit(skb, sk, &t, desc, reason, loc, d.id, d.flags);           \
+		emit(skb, direct, sk, &t, desc, reason, loc, d.id, d.flags);   \
 		if (track_enabled && (desc & (DESC_DYING | DESC_FREE)))        \
-			track_forget(skb, desc);                               \
+			track_forget(skb, direct, desc);                       \
 	} while (0)
 
-static __always_inline void emit(struct sk_buff *skb, struct sock *sk, struct tuple *t, u64 desc, u64 reason,
-				 u64 loc, u64 id, u32 flags)
+static __always_inline void emit(struct sk_buff *skb, int direct, struct sock *sk, struct tuple *t, u64 desc,
+				 u64 reason, u64 loc, u64 id, u32 flags)
 {
 	/* Module data and match conditions: before any ring buffer traffic. */
 	struct mod_buf mb;
@@ -699,8 +766,8 @@ static __always_inline void emit(struct sk_buff *skb, struct sock *sk, struct tu
 			return;
 	}
 
-	count(COUNT_MATCHED);
-	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	u64 nth = count(COUNT_MATCHED);
+	struct event *e = bpf_ringbuf_reserve(&events, modules_on ? sizeof(*e) : EVENT_SHORT, 0);
 	if (!e) {
 		count(COUNT_LOST);
 		return;
@@ -709,16 +776,21 @@ static __always_inline void emit(struct sk_buff *skb, struct sock *sk, struct tu
 	e->skb = (u64)skb;
 	e->func_id = (u32)desc;
 	e->cpu = bpf_get_smp_processor_id();
-	e->netns = skb_netns(skb, sk);
-	e->ifindex = BPF_CORE_READ(skb, dev, ifindex);
-	e->len = BPF_CORE_READ(skb, len);
+	e->netns = skb_netns(skb, direct, sk);
+	if (direct) {
+		struct net_device *dev = skb->dev;
+		e->ifindex = dev ? dev->ifindex : 0;
+		e->len = skb->len;
+	} else {
+		e->ifindex = BPF_CORE_READ(skb, dev, ifindex);
+		e->len = BPF_CORE_READ(skb, len);
+	}
 	e->drop_reason = (u32)reason;
 	e->tuple = *t;
 	if (modules_on) {
 		__builtin_memcpy(e->data, mb.data, sizeof(e->data));
 		e->data_valid = mb.valid;
 	} else {
-		__builtin_memset(e->data, 0, sizeof(e->data));
 		e->data_valid = 0;
 	}
 	e->location = loc;
@@ -726,8 +798,13 @@ static __always_inline void emit(struct sk_buff *skb, struct sock *sk, struct tu
 	e->flags = flags;
 	e->pad = 0;
 
+	/*
+	 * Wake the reader once wakeup_bytes are waiting, checked at every
+	 * 16th event of a CPU (a helper call saved on the others); the reader
+	 * also polls every 250 ms.
+	 */
 	u64 rbflags = BPF_RB_NO_WAKEUP;
-	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
+	if (!wakeup_bytes || (!(nth & 15) && bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes))
 		rbflags = BPF_RB_FORCE_WAKEUP;
 	bpf_ringbuf_submit(e, rbflags);
 }
@@ -760,13 +837,13 @@ static __always_inline void track_clone(struct sk_buff *orig, struct sk_buff *cl
 	skb_hdrs_probe(clone, &hd);
 	int err = parse_l3(&hd, &t);
 	if (err == -2) {
-		err = parse_sk(clone, NULL, &t);
+		err = parse_sk(clone, 0, NULL, &t);
 		if (!err)
 			flags |= EV_SOCK;
 	}
 	if (err)
 		__builtin_memset(&t, 0, sizeof(t));
-	emit(clone, NULL, &t, desc, 0, 0, n.id, flags);
+	emit(clone, 0, NULL, &t, desc, 0, 0, n.id, flags);
 }
 
 static __always_inline u32 desc_reason_pos(u64 desc)
@@ -907,26 +984,19 @@ static __always_inline u64 kprobe_location(struct pt_regs *regs, u64 desc)
 }
 
 /*
- * bpf_rdonly_cast (6.2+) turns the skb address into a read-only BTF
- * pointer, so the kprobe programs can read its fields like fentry does:
- * one probe read per hit (the packet header) instead of two. Kernels
- * without it get the *_probe programs.
- */
-extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
-
-/*
  * kprobe and kprobe-multi: one program per skb position, cookie =
- * descriptor (looked up only for a packet that matched). KPROBE makes the
- * variant that casts the skb (SUFFIX _skbN) and the one that probe-reads
- * its fields (SUFFIX _probe_skbN); userspace loads the first that the
- * kernel accepts.
+ * descriptor (looked up only for a packet that matched). With use_cast the
+ * skb address becomes a read-only BTF pointer (bpf_rdonly_cast), so its
+ * fields are plain loads as in fentry; else they are probe reads.
  */
-#define KPROBE_PROG(SECNAME, NAME, N, REG, DIRECT, SKB)                       \
+#define KPROBE_PROG(SECNAME, NAME, N, REG)                                     \
 	SEC(SECNAME)                                                           \
 	int NAME##N(struct pt_regs *regs)                                      \
 	{                                                                      \
-		struct sk_buff *skb = SKB;                                     \
-		HANDLE(skb, DIRECT, {                                          \
+		struct sk_buff *skb = (struct sk_buff *)regs->REG;             \
+		if (use_cast)                                                  \
+			skb = bpf_rdonly_cast(skb, bpf_core_type_id_kernel(struct sk_buff)); \
+		HANDLE(skb, use_cast, {                                        \
 			desc = bpf_get_attach_cookie(regs);                    \
 			reason = kprobe_reason(regs, desc);                    \
 			loc = kprobe_location(regs, desc);                     \
@@ -934,14 +1004,9 @@ extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
 		return 0;                                                      \
 	}
 
-#define CAST_SKB(REG) \
-	((struct sk_buff *)bpf_rdonly_cast((void *)regs->REG, bpf_core_type_id_kernel(struct sk_buff)))
-
-#define KPROBE(N, REG)                                                                                \
-	KPROBE_PROG("kprobe/placeholder", kprobe_skb, N, REG, 1, CAST_SKB(REG))                      \
-	KPROBE_PROG("kprobe/placeholder", kprobe_probe_skb, N, REG, 0, (struct sk_buff *)regs->REG)  \
-	KPROBE_PROG("kprobe.multi/placeholder", kprobe_multi_skb, N, REG, 1, CAST_SKB(REG))          \
-	KPROBE_PROG("kprobe.multi/placeholder", kprobe_multi_probe_skb, N, REG, 0, (struct sk_buff *)regs->REG)
+#define KPROBE(N, REG)                                          \
+	KPROBE_PROG("kprobe/placeholder", kprobe_skb, N, REG)    \
+	KPROBE_PROG("kprobe.multi/placeholder", kprobe_multi_skb, N, REG)
 
 KPROBE(1, di)
 KPROBE(2, si)

@@ -33,90 +33,79 @@ type IpftraceEvent struct {
 		Proto     uint8
 		Pad       [2]uint8
 	}
-	Data      [64]uint8
 	Location  uint64
 	DataValid uint64
 	Id        uint64
 	Flags     uint32
 	Pad       uint32
+	Data      [64]uint8
 }
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	IpftraceMapCloneStash            = "clone_stash"
-	IpftraceMapCounters              = "counters"
-	IpftraceMapEvents                = "events"
-	IpftraceMapTrack                 = "track"
-	IpftraceProgFentrySkb1           = "fentry_skb1"
-	IpftraceProgFentrySkb10          = "fentry_skb10"
-	IpftraceProgFentrySkb11          = "fentry_skb11"
-	IpftraceProgFentrySkb12          = "fentry_skb12"
-	IpftraceProgFentrySkb2           = "fentry_skb2"
-	IpftraceProgFentrySkb3           = "fentry_skb3"
-	IpftraceProgFentrySkb4           = "fentry_skb4"
-	IpftraceProgFentrySkb5           = "fentry_skb5"
-	IpftraceProgFentrySkb6           = "fentry_skb6"
-	IpftraceProgFentrySkb7           = "fentry_skb7"
-	IpftraceProgFentrySkb8           = "fentry_skb8"
-	IpftraceProgFentrySkb9           = "fentry_skb9"
-	IpftraceProgFexitClone           = "fexit_clone"
-	IpftraceProgKprobeClone          = "kprobe_clone"
-	IpftraceProgKprobeMultiClone     = "kprobe_multi_clone"
-	IpftraceProgKprobeMultiProbeSkb1 = "kprobe_multi_probe_skb1"
-	IpftraceProgKprobeMultiProbeSkb2 = "kprobe_multi_probe_skb2"
-	IpftraceProgKprobeMultiProbeSkb3 = "kprobe_multi_probe_skb3"
-	IpftraceProgKprobeMultiProbeSkb4 = "kprobe_multi_probe_skb4"
-	IpftraceProgKprobeMultiProbeSkb5 = "kprobe_multi_probe_skb5"
-	IpftraceProgKprobeMultiProbeSkb6 = "kprobe_multi_probe_skb6"
-	IpftraceProgKprobeMultiSkb1      = "kprobe_multi_skb1"
-	IpftraceProgKprobeMultiSkb2      = "kprobe_multi_skb2"
-	IpftraceProgKprobeMultiSkb3      = "kprobe_multi_skb3"
-	IpftraceProgKprobeMultiSkb4      = "kprobe_multi_skb4"
-	IpftraceProgKprobeMultiSkb5      = "kprobe_multi_skb5"
-	IpftraceProgKprobeMultiSkb6      = "kprobe_multi_skb6"
-	IpftraceProgKprobeProbeSkb1      = "kprobe_probe_skb1"
-	IpftraceProgKprobeProbeSkb2      = "kprobe_probe_skb2"
-	IpftraceProgKprobeProbeSkb3      = "kprobe_probe_skb3"
-	IpftraceProgKprobeProbeSkb4      = "kprobe_probe_skb4"
-	IpftraceProgKprobeProbeSkb5      = "kprobe_probe_skb5"
-	IpftraceProgKprobeProbeSkb6      = "kprobe_probe_skb6"
-	IpftraceProgKprobeSkb1           = "kprobe_skb1"
-	IpftraceProgKprobeSkb2           = "kprobe_skb2"
-	IpftraceProgKprobeSkb3           = "kprobe_skb3"
-	IpftraceProgKprobeSkb4           = "kprobe_skb4"
-	IpftraceProgKprobeSkb5           = "kprobe_skb5"
-	IpftraceProgKprobeSkb6           = "kprobe_skb6"
-	IpftraceProgKretprobeClone       = "kretprobe_clone"
-	IpftraceProgKretprobeMultiClone  = "kretprobe_multi_clone"
-	IpftraceProgTpKfreeSkb           = "tp_kfree_skb"
-	IpftraceProgTpSkb1               = "tp_skb1"
-	IpftraceProgTpSkb2               = "tp_skb2"
-	IpftraceProgTpSkb3               = "tp_skb3"
-	IpftraceProgTpSkb4               = "tp_skb4"
-	IpftraceProgTpSkb5               = "tp_skb5"
-	IpftraceProgTpSkb6               = "tp_skb6"
-	IpftraceVarEventTypeAnchor       = "event_type_anchor"
-	IpftraceVarF_daddr               = "f_daddr"
-	IpftraceVarF_daddrMask           = "f_daddr_mask"
-	IpftraceVarF_daddrVer            = "f_daddr_ver"
-	IpftraceVarF_dport               = "f_dport"
-	IpftraceVarF_dportSet            = "f_dport_set"
-	IpftraceVarF_ipversion           = "f_ipversion"
-	IpftraceVarF_proto               = "f_proto"
-	IpftraceVarF_protoSet            = "f_proto_set"
-	IpftraceVarF_saddr               = "f_saddr"
-	IpftraceVarF_saddrMask           = "f_saddr_mask"
-	IpftraceVarF_saddrVer            = "f_saddr_ver"
-	IpftraceVarF_sport               = "f_sport"
-	IpftraceVarF_sportSet            = "f_sport_set"
-	IpftraceVarIpftDisabled          = "ipft_disabled"
-	IpftraceVarModulesOn             = "modules_on"
-	IpftraceVarTrackEnabled          = "track_enabled"
-	IpftraceVarTrackLive             = "track_live"
-	IpftraceVarTrackValidate         = "track_validate"
-	IpftraceVarWakeupBytes           = "wakeup_bytes"
+	IpftraceMapCloneStash           = "clone_stash"
+	IpftraceMapCounters             = "counters"
+	IpftraceMapEvents               = "events"
+	IpftraceMapTrack                = "track"
+	IpftraceProgFentrySkb1          = "fentry_skb1"
+	IpftraceProgFentrySkb10         = "fentry_skb10"
+	IpftraceProgFentrySkb11         = "fentry_skb11"
+	IpftraceProgFentrySkb12         = "fentry_skb12"
+	IpftraceProgFentrySkb2          = "fentry_skb2"
+	IpftraceProgFentrySkb3          = "fentry_skb3"
+	IpftraceProgFentrySkb4          = "fentry_skb4"
+	IpftraceProgFentrySkb5          = "fentry_skb5"
+	IpftraceProgFentrySkb6          = "fentry_skb6"
+	IpftraceProgFentrySkb7          = "fentry_skb7"
+	IpftraceProgFentrySkb8          = "fentry_skb8"
+	IpftraceProgFentrySkb9          = "fentry_skb9"
+	IpftraceProgFexitClone          = "fexit_clone"
+	IpftraceProgKprobeClone         = "kprobe_clone"
+	IpftraceProgKprobeMultiClone    = "kprobe_multi_clone"
+	IpftraceProgKprobeMultiSkb1     = "kprobe_multi_skb1"
+	IpftraceProgKprobeMultiSkb2     = "kprobe_multi_skb2"
+	IpftraceProgKprobeMultiSkb3     = "kprobe_multi_skb3"
+	IpftraceProgKprobeMultiSkb4     = "kprobe_multi_skb4"
+	IpftraceProgKprobeMultiSkb5     = "kprobe_multi_skb5"
+	IpftraceProgKprobeMultiSkb6     = "kprobe_multi_skb6"
+	IpftraceProgKprobeSkb1          = "kprobe_skb1"
+	IpftraceProgKprobeSkb2          = "kprobe_skb2"
+	IpftraceProgKprobeSkb3          = "kprobe_skb3"
+	IpftraceProgKprobeSkb4          = "kprobe_skb4"
+	IpftraceProgKprobeSkb5          = "kprobe_skb5"
+	IpftraceProgKprobeSkb6          = "kprobe_skb6"
+	IpftraceProgKretprobeClone      = "kretprobe_clone"
+	IpftraceProgKretprobeMultiClone = "kretprobe_multi_clone"
+	IpftraceProgTpKfreeSkb          = "tp_kfree_skb"
+	IpftraceProgTpSkb1              = "tp_skb1"
+	IpftraceProgTpSkb2              = "tp_skb2"
+	IpftraceProgTpSkb3              = "tp_skb3"
+	IpftraceProgTpSkb4              = "tp_skb4"
+	IpftraceProgTpSkb5              = "tp_skb5"
+	IpftraceProgTpSkb6              = "tp_skb6"
+	IpftraceVarEventTypeAnchor      = "event_type_anchor"
+	IpftraceVarF_daddr              = "f_daddr"
+	IpftraceVarF_daddrMask          = "f_daddr_mask"
+	IpftraceVarF_daddrVer           = "f_daddr_ver"
+	IpftraceVarF_dport              = "f_dport"
+	IpftraceVarF_dportSet           = "f_dport_set"
+	IpftraceVarF_ipversion          = "f_ipversion"
+	IpftraceVarF_proto              = "f_proto"
+	IpftraceVarF_protoSet           = "f_proto_set"
+	IpftraceVarF_saddr              = "f_saddr"
+	IpftraceVarF_saddrMask          = "f_saddr_mask"
+	IpftraceVarF_saddrVer           = "f_saddr_ver"
+	IpftraceVarF_sport              = "f_sport"
+	IpftraceVarF_sportSet           = "f_sport_set"
+	IpftraceVarIpftDisabled         = "ipft_disabled"
+	IpftraceVarModulesOn            = "modules_on"
+	IpftraceVarTrackEnabled         = "track_enabled"
+	IpftraceVarTrackLive            = "track_live"
+	IpftraceVarTrackValidate        = "track_validate"
+	IpftraceVarUseCast              = "use_cast"
+	IpftraceVarWakeupBytes          = "wakeup_bytes"
 )
 
 // LoadIpftrace returns the embedded CollectionSpec for Ipftrace.
@@ -161,54 +150,42 @@ type IpftraceSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type IpftraceProgramSpecs struct {
-	FentrySkb1           *ebpf.ProgramSpec `ebpf:"fentry_skb1"`
-	FentrySkb10          *ebpf.ProgramSpec `ebpf:"fentry_skb10"`
-	FentrySkb11          *ebpf.ProgramSpec `ebpf:"fentry_skb11"`
-	FentrySkb12          *ebpf.ProgramSpec `ebpf:"fentry_skb12"`
-	FentrySkb2           *ebpf.ProgramSpec `ebpf:"fentry_skb2"`
-	FentrySkb3           *ebpf.ProgramSpec `ebpf:"fentry_skb3"`
-	FentrySkb4           *ebpf.ProgramSpec `ebpf:"fentry_skb4"`
-	FentrySkb5           *ebpf.ProgramSpec `ebpf:"fentry_skb5"`
-	FentrySkb6           *ebpf.ProgramSpec `ebpf:"fentry_skb6"`
-	FentrySkb7           *ebpf.ProgramSpec `ebpf:"fentry_skb7"`
-	FentrySkb8           *ebpf.ProgramSpec `ebpf:"fentry_skb8"`
-	FentrySkb9           *ebpf.ProgramSpec `ebpf:"fentry_skb9"`
-	FexitClone           *ebpf.ProgramSpec `ebpf:"fexit_clone"`
-	KprobeClone          *ebpf.ProgramSpec `ebpf:"kprobe_clone"`
-	KprobeMultiClone     *ebpf.ProgramSpec `ebpf:"kprobe_multi_clone"`
-	KprobeMultiProbeSkb1 *ebpf.ProgramSpec `ebpf:"kprobe_multi_probe_skb1"`
-	KprobeMultiProbeSkb2 *ebpf.ProgramSpec `ebpf:"kprobe_multi_probe_skb2"`
-	KprobeMultiProbeSkb3 *ebpf.ProgramSpec `ebpf:"kprobe_multi_probe_skb3"`
-	KprobeMultiProbeSkb4 *ebpf.ProgramSpec `ebpf:"kprobe_multi_probe_skb4"`
-	KprobeMultiProbeSkb5 *ebpf.ProgramSpec `ebpf:"kprobe_multi_probe_skb5"`
-	KprobeMultiProbeSkb6 *ebpf.ProgramSpec `ebpf:"kprobe_multi_probe_skb6"`
-	KprobeMultiSkb1      *ebpf.ProgramSpec `ebpf:"kprobe_multi_skb1"`
-	KprobeMultiSkb2      *ebpf.ProgramSpec `ebpf:"kprobe_multi_skb2"`
-	KprobeMultiSkb3      *ebpf.ProgramSpec `ebpf:"kprobe_multi_skb3"`
-	KprobeMultiSkb4      *ebpf.ProgramSpec `ebpf:"kprobe_multi_skb4"`
-	KprobeMultiSkb5      *ebpf.ProgramSpec `ebpf:"kprobe_multi_skb5"`
-	KprobeMultiSkb6      *ebpf.ProgramSpec `ebpf:"kprobe_multi_skb6"`
-	KprobeProbeSkb1      *ebpf.ProgramSpec `ebpf:"kprobe_probe_skb1"`
-	KprobeProbeSkb2      *ebpf.ProgramSpec `ebpf:"kprobe_probe_skb2"`
-	KprobeProbeSkb3      *ebpf.ProgramSpec `ebpf:"kprobe_probe_skb3"`
-	KprobeProbeSkb4      *ebpf.ProgramSpec `ebpf:"kprobe_probe_skb4"`
-	KprobeProbeSkb5      *ebpf.ProgramSpec `ebpf:"kprobe_probe_skb5"`
-	KprobeProbeSkb6      *ebpf.ProgramSpec `ebpf:"kprobe_probe_skb6"`
-	KprobeSkb1           *ebpf.ProgramSpec `ebpf:"kprobe_skb1"`
-	KprobeSkb2           *ebpf.ProgramSpec `ebpf:"kprobe_skb2"`
-	KprobeSkb3           *ebpf.ProgramSpec `ebpf:"kprobe_skb3"`
-	KprobeSkb4           *ebpf.ProgramSpec `ebpf:"kprobe_skb4"`
-	KprobeSkb5           *ebpf.ProgramSpec `ebpf:"kprobe_skb5"`
-	KprobeSkb6           *ebpf.ProgramSpec `ebpf:"kprobe_skb6"`
-	KretprobeClone       *ebpf.ProgramSpec `ebpf:"kretprobe_clone"`
-	KretprobeMultiClone  *ebpf.ProgramSpec `ebpf:"kretprobe_multi_clone"`
-	TpKfreeSkb           *ebpf.ProgramSpec `ebpf:"tp_kfree_skb"`
-	TpSkb1               *ebpf.ProgramSpec `ebpf:"tp_skb1"`
-	TpSkb2               *ebpf.ProgramSpec `ebpf:"tp_skb2"`
-	TpSkb3               *ebpf.ProgramSpec `ebpf:"tp_skb3"`
-	TpSkb4               *ebpf.ProgramSpec `ebpf:"tp_skb4"`
-	TpSkb5               *ebpf.ProgramSpec `ebpf:"tp_skb5"`
-	TpSkb6               *ebpf.ProgramSpec `ebpf:"tp_skb6"`
+	FentrySkb1          *ebpf.ProgramSpec `ebpf:"fentry_skb1"`
+	FentrySkb10         *ebpf.ProgramSpec `ebpf:"fentry_skb10"`
+	FentrySkb11         *ebpf.ProgramSpec `ebpf:"fentry_skb11"`
+	FentrySkb12         *ebpf.ProgramSpec `ebpf:"fentry_skb12"`
+	FentrySkb2          *ebpf.ProgramSpec `ebpf:"fentry_skb2"`
+	FentrySkb3          *ebpf.ProgramSpec `ebpf:"fentry_skb3"`
+	FentrySkb4          *ebpf.ProgramSpec `ebpf:"fentry_skb4"`
+	FentrySkb5          *ebpf.ProgramSpec `ebpf:"fentry_skb5"`
+	FentrySkb6          *ebpf.ProgramSpec `ebpf:"fentry_skb6"`
+	FentrySkb7          *ebpf.ProgramSpec `ebpf:"fentry_skb7"`
+	FentrySkb8          *ebpf.ProgramSpec `ebpf:"fentry_skb8"`
+	FentrySkb9          *ebpf.ProgramSpec `ebpf:"fentry_skb9"`
+	FexitClone          *ebpf.ProgramSpec `ebpf:"fexit_clone"`
+	KprobeClone         *ebpf.ProgramSpec `ebpf:"kprobe_clone"`
+	KprobeMultiClone    *ebpf.ProgramSpec `ebpf:"kprobe_multi_clone"`
+	KprobeMultiSkb1     *ebpf.ProgramSpec `ebpf:"kprobe_multi_skb1"`
+	KprobeMultiSkb2     *ebpf.ProgramSpec `ebpf:"kprobe_multi_skb2"`
+	KprobeMultiSkb3     *ebpf.ProgramSpec `ebpf:"kprobe_multi_skb3"`
+	KprobeMultiSkb4     *ebpf.ProgramSpec `ebpf:"kprobe_multi_skb4"`
+	KprobeMultiSkb5     *ebpf.ProgramSpec `ebpf:"kprobe_multi_skb5"`
+	KprobeMultiSkb6     *ebpf.ProgramSpec `ebpf:"kprobe_multi_skb6"`
+	KprobeSkb1          *ebpf.ProgramSpec `ebpf:"kprobe_skb1"`
+	KprobeSkb2          *ebpf.ProgramSpec `ebpf:"kprobe_skb2"`
+	KprobeSkb3          *ebpf.ProgramSpec `ebpf:"kprobe_skb3"`
+	KprobeSkb4          *ebpf.ProgramSpec `ebpf:"kprobe_skb4"`
+	KprobeSkb5          *ebpf.ProgramSpec `ebpf:"kprobe_skb5"`
+	KprobeSkb6          *ebpf.ProgramSpec `ebpf:"kprobe_skb6"`
+	KretprobeClone      *ebpf.ProgramSpec `ebpf:"kretprobe_clone"`
+	KretprobeMultiClone *ebpf.ProgramSpec `ebpf:"kretprobe_multi_clone"`
+	TpKfreeSkb          *ebpf.ProgramSpec `ebpf:"tp_kfree_skb"`
+	TpSkb1              *ebpf.ProgramSpec `ebpf:"tp_skb1"`
+	TpSkb2              *ebpf.ProgramSpec `ebpf:"tp_skb2"`
+	TpSkb3              *ebpf.ProgramSpec `ebpf:"tp_skb3"`
+	TpSkb4              *ebpf.ProgramSpec `ebpf:"tp_skb4"`
+	TpSkb5              *ebpf.ProgramSpec `ebpf:"tp_skb5"`
+	TpSkb6              *ebpf.ProgramSpec `ebpf:"tp_skb6"`
 }
 
 // IpftraceMapSpecs contains maps before they are loaded into the kernel.
@@ -244,6 +221,7 @@ type IpftraceVariableSpecs struct {
 	TrackEnabled    *ebpf.VariableSpec `ebpf:"track_enabled"`
 	TrackLive       *ebpf.VariableSpec `ebpf:"track_live"`
 	TrackValidate   *ebpf.VariableSpec `ebpf:"track_validate"`
+	UseCast         *ebpf.VariableSpec `ebpf:"use_cast"`
 	WakeupBytes     *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
@@ -305,6 +283,7 @@ type IpftraceVariables struct {
 	TrackEnabled    *ebpf.Variable `ebpf:"track_enabled"`
 	TrackLive       *ebpf.Variable `ebpf:"track_live"`
 	TrackValidate   *ebpf.Variable `ebpf:"track_validate"`
+	UseCast         *ebpf.Variable `ebpf:"use_cast"`
 	WakeupBytes     *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
@@ -312,54 +291,42 @@ type IpftraceVariables struct {
 //
 // It can be passed to LoadIpftraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type IpftracePrograms struct {
-	FentrySkb1           *ebpf.Program `ebpf:"fentry_skb1"`
-	FentrySkb10          *ebpf.Program `ebpf:"fentry_skb10"`
-	FentrySkb11          *ebpf.Program `ebpf:"fentry_skb11"`
-	FentrySkb12          *ebpf.Program `ebpf:"fentry_skb12"`
-	FentrySkb2           *ebpf.Program `ebpf:"fentry_skb2"`
-	FentrySkb3           *ebpf.Program `ebpf:"fentry_skb3"`
-	FentrySkb4           *ebpf.Program `ebpf:"fentry_skb4"`
-	FentrySkb5           *ebpf.Program `ebpf:"fentry_skb5"`
-	FentrySkb6           *ebpf.Program `ebpf:"fentry_skb6"`
-	FentrySkb7           *ebpf.Program `ebpf:"fentry_skb7"`
-	FentrySkb8           *ebpf.Program `ebpf:"fentry_skb8"`
-	FentrySkb9           *ebpf.Program `ebpf:"fentry_skb9"`
-	FexitClone           *ebpf.Program `ebpf:"fexit_clone"`
-	KprobeClone          *ebpf.Program `ebpf:"kprobe_clone"`
-	KprobeMultiClone     *ebpf.Program `ebpf:"kprobe_multi_clone"`
-	KprobeMultiProbeSkb1 *ebpf.Program `ebpf:"kprobe_multi_probe_skb1"`
-	KprobeMultiProbeSkb2 *ebpf.Program `ebpf:"kprobe_multi_probe_skb2"`
-	KprobeMultiProbeSkb3 *ebpf.Program `ebpf:"kprobe_multi_probe_skb3"`
-	KprobeMultiProbeSkb4 *ebpf.Program `ebpf:"kprobe_multi_probe_skb4"`
-	KprobeMultiProbeSkb5 *ebpf.Program `ebpf:"kprobe_multi_probe_skb5"`
-	KprobeMultiProbeSkb6 *ebpf.Program `ebpf:"kprobe_multi_probe_skb6"`
-	KprobeMultiSkb1      *ebpf.Program `ebpf:"kprobe_multi_skb1"`
-	KprobeMultiSkb2      *ebpf.Program `ebpf:"kprobe_multi_skb2"`
-	KprobeMultiSkb3      *ebpf.Program `ebpf:"kprobe_multi_skb3"`
-	KprobeMultiSkb4      *ebpf.Program `ebpf:"kprobe_multi_skb4"`
-	KprobeMultiSkb5      *ebpf.Program `ebpf:"kprobe_multi_skb5"`
-	KprobeMultiSkb6      *ebpf.Program `ebpf:"kprobe_multi_skb6"`
-	KprobeProbeSkb1      *ebpf.Program `ebpf:"kprobe_probe_skb1"`
-	KprobeProbeSkb2      *ebpf.Program `ebpf:"kprobe_probe_skb2"`
-	KprobeProbeSkb3      *ebpf.Program `ebpf:"kprobe_probe_skb3"`
-	KprobeProbeSkb4      *ebpf.Program `ebpf:"kprobe_probe_skb4"`
-	KprobeProbeSkb5      *ebpf.Program `ebpf:"kprobe_probe_skb5"`
-	KprobeProbeSkb6      *ebpf.Program `ebpf:"kprobe_probe_skb6"`
-	KprobeSkb1           *ebpf.Program `ebpf:"kprobe_skb1"`
-	KprobeSkb2           *ebpf.Program `ebpf:"kprobe_skb2"`
-	KprobeSkb3           *ebpf.Program `ebpf:"kprobe_skb3"`
-	KprobeSkb4           *ebpf.Program `ebpf:"kprobe_skb4"`
-	KprobeSkb5           *ebpf.Program `ebpf:"kprobe_skb5"`
-	KprobeSkb6           *ebpf.Program `ebpf:"kprobe_skb6"`
-	KretprobeClone       *ebpf.Program `ebpf:"kretprobe_clone"`
-	KretprobeMultiClone  *ebpf.Program `ebpf:"kretprobe_multi_clone"`
-	TpKfreeSkb           *ebpf.Program `ebpf:"tp_kfree_skb"`
-	TpSkb1               *ebpf.Program `ebpf:"tp_skb1"`
-	TpSkb2               *ebpf.Program `ebpf:"tp_skb2"`
-	TpSkb3               *ebpf.Program `ebpf:"tp_skb3"`
-	TpSkb4               *ebpf.Program `ebpf:"tp_skb4"`
-	TpSkb5               *ebpf.Program `ebpf:"tp_skb5"`
-	TpSkb6               *ebpf.Program `ebpf:"tp_skb6"`
+	FentrySkb1          *ebpf.Program `ebpf:"fentry_skb1"`
+	FentrySkb10         *ebpf.Program `ebpf:"fentry_skb10"`
+	FentrySkb11         *ebpf.Program `ebpf:"fentry_skb11"`
+	FentrySkb12         *ebpf.Program `ebpf:"fentry_skb12"`
+	FentrySkb2          *ebpf.Program `ebpf:"fentry_skb2"`
+	FentrySkb3          *ebpf.Program `ebpf:"fentry_skb3"`
+	FentrySkb4          *ebpf.Program `ebpf:"fentry_skb4"`
+	FentrySkb5          *ebpf.Program `ebpf:"fentry_skb5"`
+	FentrySkb6          *ebpf.Program `ebpf:"fentry_skb6"`
+	FentrySkb7          *ebpf.Program `ebpf:"fentry_skb7"`
+	FentrySkb8          *ebpf.Program `ebpf:"fentry_skb8"`
+	FentrySkb9          *ebpf.Program `ebpf:"fentry_skb9"`
+	FexitClone          *ebpf.Program `ebpf:"fexit_clone"`
+	KprobeClone         *ebpf.Program `ebpf:"kprobe_clone"`
+	KprobeMultiClone    *ebpf.Program `ebpf:"kprobe_multi_clone"`
+	KprobeMultiSkb1     *ebpf.Program `ebpf:"kprobe_multi_skb1"`
+	KprobeMultiSkb2     *ebpf.Program `ebpf:"kprobe_multi_skb2"`
+	KprobeMultiSkb3     *ebpf.Program `ebpf:"kprobe_multi_skb3"`
+	KprobeMultiSkb4     *ebpf.Program `ebpf:"kprobe_multi_skb4"`
+	KprobeMultiSkb5     *ebpf.Program `ebpf:"kprobe_multi_skb5"`
+	KprobeMultiSkb6     *ebpf.Program `ebpf:"kprobe_multi_skb6"`
+	KprobeSkb1          *ebpf.Program `ebpf:"kprobe_skb1"`
+	KprobeSkb2          *ebpf.Program `ebpf:"kprobe_skb2"`
+	KprobeSkb3          *ebpf.Program `ebpf:"kprobe_skb3"`
+	KprobeSkb4          *ebpf.Program `ebpf:"kprobe_skb4"`
+	KprobeSkb5          *ebpf.Program `ebpf:"kprobe_skb5"`
+	KprobeSkb6          *ebpf.Program `ebpf:"kprobe_skb6"`
+	KretprobeClone      *ebpf.Program `ebpf:"kretprobe_clone"`
+	KretprobeMultiClone *ebpf.Program `ebpf:"kretprobe_multi_clone"`
+	TpKfreeSkb          *ebpf.Program `ebpf:"tp_kfree_skb"`
+	TpSkb1              *ebpf.Program `ebpf:"tp_skb1"`
+	TpSkb2              *ebpf.Program `ebpf:"tp_skb2"`
+	TpSkb3              *ebpf.Program `ebpf:"tp_skb3"`
+	TpSkb4              *ebpf.Program `ebpf:"tp_skb4"`
+	TpSkb5              *ebpf.Program `ebpf:"tp_skb5"`
+	TpSkb6              *ebpf.Program `ebpf:"tp_skb6"`
 }
 
 func (p *IpftracePrograms) Close() error {
@@ -379,24 +346,12 @@ func (p *IpftracePrograms) Close() error {
 		p.FexitClone,
 		p.KprobeClone,
 		p.KprobeMultiClone,
-		p.KprobeMultiProbeSkb1,
-		p.KprobeMultiProbeSkb2,
-		p.KprobeMultiProbeSkb3,
-		p.KprobeMultiProbeSkb4,
-		p.KprobeMultiProbeSkb5,
-		p.KprobeMultiProbeSkb6,
 		p.KprobeMultiSkb1,
 		p.KprobeMultiSkb2,
 		p.KprobeMultiSkb3,
 		p.KprobeMultiSkb4,
 		p.KprobeMultiSkb5,
 		p.KprobeMultiSkb6,
-		p.KprobeProbeSkb1,
-		p.KprobeProbeSkb2,
-		p.KprobeProbeSkb3,
-		p.KprobeProbeSkb4,
-		p.KprobeProbeSkb5,
-		p.KprobeProbeSkb6,
 		p.KprobeSkb1,
 		p.KprobeSkb2,
 		p.KprobeSkb3,

@@ -61,6 +61,7 @@ typedef struct refcount_struct refcount_t;
 struct in6_addr {
 	union {
 		u8 u6_addr8[16];
+		__be32 u6_addr32[4];
 	} in6_u;
 } __attribute__((preserve_access_index));
 

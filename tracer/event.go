@@ -9,10 +9,15 @@ import (
 )
 
 // trackOff is the offset of the tracking fields (id, flags) of struct event.
-const trackOff = 96 + journey.DataSize
+const trackOff = 96
 
-// eventSize is the size of struct event in bpf/ipftrace.c.
-const eventSize = trackOff + 16
+// eventShort is the size of an event without module data (no -m): the BPF
+// side reserves only that much, since the data area comes last.
+const eventShort = trackOff + 16
+
+// eventSize is the size of struct event in bpf/ipftrace.c, module data
+// included.
+const eventSize = eventShort + journey.DataSize
 
 // Event flags, the EV_* of bpf/ipftrace.c.
 const (
@@ -23,8 +28,8 @@ const (
 
 // decodeEvent decodes one ring buffer record into ev.
 func decodeEvent(b []byte, ev *journey.Event) error {
-	if len(b) < eventSize {
-		return fmt.Errorf("short event: %d bytes, want %d", len(b), eventSize)
+	if len(b) < eventShort {
+		return fmt.Errorf("short event: %d bytes, want %d", len(b), eventShort)
 	}
 	le := binary.LittleEndian
 	ev.TS = le.Uint64(b[0:])
@@ -51,13 +56,17 @@ func decodeEvent(b []byte, ev *journey.Event) error {
 	// Ports are stored in host byte order by the BPF side.
 	t.Sport = le.Uint16(b[72:])
 	t.Dport = le.Uint16(b[74:])
-	copy(ev.Data[:], b[80:80+journey.DataSize])
-	ev.Location = le.Uint64(b[80+journey.DataSize:])
-	ev.DataValid = le.Uint64(b[88+journey.DataSize:])
+	ev.Location = le.Uint64(b[80:])
+	ev.DataValid = le.Uint64(b[88:])
 	ev.ID = le.Uint64(b[trackOff:])
 	fl := le.Uint32(b[trackOff+8:])
 	ev.Clone = fl&evClone != 0
 	ev.Tracked = fl&evTracked != 0
 	ev.SockTuple = fl&evSock != 0
+	if len(b) >= eventSize {
+		copy(ev.Data[:], b[eventShort:eventSize])
+	} else {
+		ev.Data = [journey.DataSize]byte{}
+	}
 	return nil
 }

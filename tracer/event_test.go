@@ -24,11 +24,11 @@ func TestEventLayoutMatchesBPF(t *testing.T) {
 		"func_id":     {unsafe.Offsetof(e.FuncId), 16},
 		"drop_reason": {unsafe.Offsetof(e.DropReason), 36},
 		"tuple":       {unsafe.Offsetof(e.Tuple), 40},
-		"data":        {unsafe.Offsetof(e.Data), 80},
-		"location":    {unsafe.Offsetof(e.Location), 80 + journey.DataSize},
-		"data_valid":  {unsafe.Offsetof(e.DataValid), 88 + journey.DataSize},
+		"location":    {unsafe.Offsetof(e.Location), 80},
+		"data_valid":  {unsafe.Offsetof(e.DataValid), 88},
 		"id":          {unsafe.Offsetof(e.Id), trackOff},
 		"flags":       {unsafe.Offsetof(e.Flags), trackOff + 8},
+		"data":        {unsafe.Offsetof(e.Data), eventShort},
 	}
 	for name, o := range offsets {
 		if o[0] != o[1] {
@@ -94,12 +94,14 @@ func FuzzDecodeEvent(f *testing.F) {
 	f.Add(append(enc(v4), 0xde, 0xad), uint8(1)) // trailing bytes
 	f.Add(make([]byte, eventSize), uint8(1))
 	f.Add(make([]byte, eventSize-1), uint8(1))
+	f.Add(enc(v4)[:eventShort], uint8(3)) // no module data
+	f.Add(make([]byte, eventShort-1), uint8(1))
 	f.Add([]byte{1, 2, 3}, uint8(0))
 	f.Add([]byte{}, uint8(0))
 	f.Fuzz(func(t *testing.T, b []byte, length uint8) {
 		var ev journey.Event
 		err := decodeEvent(b, &ev)
-		if len(b) < eventSize {
+		if len(b) < eventShort {
 			if err == nil {
 				t.Fatalf("%d-byte record decoded without error", len(b))
 			}
@@ -108,8 +110,16 @@ func FuzzDecodeEvent(f *testing.F) {
 		if err != nil {
 			t.Fatalf("%d-byte record: %v", len(b), err)
 		}
+		// A record without the module data area (eventShort bytes, no
+		// -m) decodes as one with an all-zero area.
+		full := make([]byte, eventSize)
+		if len(b) >= eventSize {
+			copy(full, b)
+		} else {
+			copy(full, b[:eventShort])
+		}
 		var o bpf.IpftraceEvent
-		if err := binary.Read(bytes.NewReader(b[:eventSize]), binary.LittleEndian, &o); err != nil {
+		if err := binary.Read(bytes.NewReader(full), binary.LittleEndian, &o); err != nil {
 			t.Fatal(err)
 		}
 		want := journey.Event{TS: o.Ts, SKB: o.Skb, FuncID: o.FuncId, CPU: o.Cpu, Netns: o.Netns, Ifindex: o.Ifindex,

@@ -4,13 +4,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
 
-	"github.com/ipftrace/ipftrace/bpf"
 	"github.com/ipftrace/ipftrace/filter"
 )
 
@@ -39,10 +37,8 @@ type objects struct {
 	maps  map[string]*ebpf.Map
 	cache *btf.Cache
 
-	mu      sync.Mutex
-	noCast  bool             // the kernel refused a bpf_rdonly_cast kprobe program
-	castErr error            // why
-	fill    asm.Instructions // body of fill_data from the -m modules; nil: the compiled stub
+	cast bool             // use_cast: the kernel has bpf_rdonly_cast
+	fill asm.Instructions // body of fill_data from the -m modules; nil: the compiled stub
 }
 
 // newObjects loads the collection spec, sets the filter and tracking
@@ -56,7 +52,7 @@ func newObjects(f filter.Filter, fill asm.Instructions, track bool, cache *btf.C
 // newObjectsFor is newObjects with track_validate set as given (the
 // tracepoint backend, which does not see every free, needs it).
 func newObjectsFor(f filter.Filter, fill asm.Instructions, track, validate bool, cache *btf.Cache) (*objects, error) {
-	spec, err := bpf.LoadIpftrace()
+	spec, err := objectSpec()
 	if err != nil {
 		return nil, fmt.Errorf("load BPF object: %w", err)
 	}
@@ -64,6 +60,10 @@ func newObjectsFor(f filter.Filter, fill asm.Instructions, track, validate bool,
 		return nil, err
 	}
 	if err := setTrack(spec, track, validate); err != nil {
+		return nil, err
+	}
+	cast := hasKfunc(cache, "bpf_rdonly_cast")
+	if err := setBool(spec, "use_cast", cast); err != nil {
 		return nil, err
 	}
 	if fill != nil {
@@ -92,7 +92,7 @@ func newObjectsFor(f filter.Filter, fill asm.Instructions, track, validate bool,
 	if err != nil {
 		return nil, fmt.Errorf("create BPF maps: %w", err)
 	}
-	return &objects{spec: spec, maps: coll.Maps, cache: cache, fill: fill}, nil
+	return &objects{spec: spec, maps: coll.Maps, cache: cache, cast: cast, fill: fill}, nil
 }
 
 // Close releases the maps. Loaded programs and links keep their own references.
@@ -150,29 +150,24 @@ func (o *objects) loadProgram(template, attachTo string, desc uint64, patch bool
 	return coll.DetachProgram(template), nil
 }
 
-// loadKprobe loads the kprobe (or kprobe-multi) program for skb position
-// pos: the variant that reads the skb through bpf_rdonly_cast where the
-// kernel has it (6.2+), else the one that probe-reads its fields. The
-// choice is remembered, so a kernel without the kfunc pays one failed load.
+// loadKprobe loads the kprobe (or kprobe-multi) program for skb position pos.
 func (o *objects) loadKprobe(multi bool, pos int) (*ebpf.Program, error) {
 	prefix := "kprobe_"
 	if multi {
 		prefix = "kprobe_multi_"
 	}
-	o.mu.Lock()
-	noCast := o.noCast
-	o.mu.Unlock()
-	if !noCast {
-		prog, err := o.loadProgram(fmt.Sprintf("%sskb%d", prefix, pos), "", 0, false)
-		if err == nil {
-			return prog, nil
-		}
-		o.mu.Lock()
-		o.noCast = true
-		o.castErr = err
-		o.mu.Unlock()
+	return o.loadProgram(fmt.Sprintf("%sskb%d", prefix, pos), "", 0, false)
+}
+
+// hasKfunc reports whether the kernel's BTF has the kfunc name (false if
+// the BTF cannot be read: the loads that need it will say why).
+func hasKfunc(cache *btf.Cache, name string) bool {
+	spec, err := cache.Kernel()
+	if err != nil {
+		return false
 	}
-	return o.loadProgram(fmt.Sprintf("%sprobe_skb%d", prefix, pos), "", 0, false)
+	var fn *btf.Func
+	return spec.TypeByName(name, &fn) == nil
 }
 
 // fillFunc is the subprogram of bpf/ipftrace.c whose body the module code
@@ -303,23 +298,29 @@ func setFilter(spec *ebpf.CollectionSpec, f filter.Filter) error {
 	return nil
 }
 
+// setBool sets the u8 load-time constant name to b.
+func setBool(spec *ebpf.CollectionSpec, name string, b bool) error {
+	vs, ok := spec.Variables[name]
+	if !ok {
+		return fmt.Errorf("BPF object has no variable %s", name)
+	}
+	var v uint8
+	if b {
+		v = 1
+	}
+	if err := vs.Set(v); err != nil {
+		return fmt.Errorf("set %s: %w", name, err)
+	}
+	return nil
+}
+
 // setTrack sets the track_enabled (--no-track clears it) and
 // track_validate constants.
 func setTrack(spec *ebpf.CollectionSpec, on, validate bool) error {
-	for name, b := range map[string]bool{"track_enabled": on, "track_validate": validate} {
-		vs, ok := spec.Variables[name]
-		if !ok {
-			return fmt.Errorf("BPF object has no variable %s", name)
-		}
-		var v uint8
-		if b {
-			v = 1
-		}
-		if err := vs.Set(v); err != nil {
-			return fmt.Errorf("set %s: %w", name, err)
-		}
+	if err := setBool(spec, "track_enabled", on); err != nil {
+		return err
 	}
-	return nil
+	return setBool(spec, "track_validate", validate)
 }
 
 // readGlobal reads the 8-byte global variable name from its data section map.

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf/asm"
-	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 
@@ -57,7 +56,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Modules != nil {
 		fill = cfg.Modules.Instructions()
 	}
-	objs, err := newObjects(cfg.Filter, fill, !cfg.NoTrack, btf.NewCache())
+	objs, err := newObjects(cfg.Filter, fill, !cfg.NoTrack, sharedBTF())
 	if err != nil {
 		return err
 	}
@@ -139,8 +138,8 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	fmt.Fprintf(cfg.Stderr, "%s in %.2fs\n", summary, time.Since(start).Seconds())
 	if cfg.Verbose {
-		if objs.noCast {
-			t.verbosef("kprobe programs read skb fields with probe reads (no bpf_rdonly_cast: %v)", objs.castErr)
+		if !objs.cast {
+			t.verbosef("no bpf_rdonly_cast in this kernel (before 6.2): packet headers are read with probe reads")
 		}
 		for _, s := range att.skipped {
 			t.verbosef("skipped %s: %s", s.Name, s.Reason)

@@ -155,7 +155,7 @@ func TestTemplates(t *testing.T) {
 		}
 	}
 	for pos := 1; pos <= maxKprobeArg; pos++ {
-		for _, name := range []string{fmt.Sprintf("kprobe_skb%d", pos), fmt.Sprintf("kprobe_multi_skb%d", pos), fmt.Sprintf("kprobe_probe_skb%d", pos), fmt.Sprintf("kprobe_multi_probe_skb%d", pos), tpTemplate(Target{SkbPos: pos})} {
+		for _, name := range []string{fmt.Sprintf("kprobe_skb%d", pos), fmt.Sprintf("kprobe_multi_skb%d", pos), tpTemplate(Target{SkbPos: pos})} {
 			if _, ok := spec.Programs[name]; !ok {
 				t.Errorf("no template %s", name)
 			}
