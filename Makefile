@@ -18,7 +18,7 @@ VM_TIMEOUT        ?= 25m
 # the host runs 10 per signal).
 VM_TRIALS         ?= 3
 
-.PHONY: all build generate check-generate unit fuzz e2e vmfetch vmtest vmrunner-test test bench deps clean FORCE
+.PHONY: all build generate check-generate unit fuzz e2e vmfetch vmtest vmrunner-test test bench progstats deps clean FORCE
 
 all: build
 
@@ -117,6 +117,16 @@ bench: build
 		cat bin/bench-vm/$$k.txt >> $(BENCH_OUT); \
 	done
 	@echo "=== bench: results appended to $(BENCH_OUT)"
+
+# Per-hit cost of the BPF programs from the kernel's program statistics, in
+# the 6.12 VM (test/progstats.sh). Compare binaries in one boot:
+# make progstats PROGSTATS_BINS="/tmp/old-ipftrace bin/ipftrace"
+PROGSTATS_BINS    ?= $(CURDIR)/bin/ipftrace
+PROGSTATS_BACKEND ?= kprobe-multi
+PROGSTATS_KERNEL  ?= 6.12
+progstats: build bin/vm
+	$(GO) build -o bin/progstats ./test/progstats
+	./bin/vm -kernel $(PROGSTATS_KERNEL) -timeout 30m -e PROGSTATS=$(CURDIR)/bin/progstats -- ./test/progstats.sh -b $(PROGSTATS_BACKEND) $(PROGSTATS_BINS)
 
 # Debian packages the build, the tests and the VM matrix need.
 deps:

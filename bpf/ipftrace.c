@@ -246,12 +246,12 @@ static __always_inline struct in6_addr *raw16(const void *p)
 
 /*
  * Read size bytes (4, or a multiple of 8 up to 40) of packet header at src
- * into dst: plain loads with use_cast (a fault reads zeros, which no
+ * into dst: plain loads with cast (use_cast; a fault reads zeros, which no
  * parser accepts as an IP header), else one probe read.
  */
-static __always_inline int read_hdr(void *dst, u32 size, const void *src)
+static __always_inline int read_hdr(void *dst, u32 size, const void *src, int cast)
 {
-	if (use_cast) {
+	if (cast) {
 		if (size == 4) {
 			*(u32 *)dst = raw16(src)->in6_u.u6_addr32[0];
 			return 0;
@@ -308,6 +308,7 @@ struct skb_hdrs {
 	u16 mac_off;
 	__be16 proto;
 	u8 direct; /* skb is a BTF pointer */
+	u8 cast;   /* read headers with plain loads (use_cast) */
 };
 
 /*
@@ -400,7 +401,7 @@ static __always_inline int parse_l3(struct skb_hdrs *hd, struct tuple *t)
 		if (mac_off == HDR_UNSET)
 			return -2; /* no header at all */
 		/* Ethernet: read the type and two possible VLAN tags at once. */
-		if (read_hdr(&h, 24, head + mac_off) < 0)
+		if (read_hdr(&h, 24, head + mac_off, hd->cast) < 0)
 			return -1;
 		nh = head + mac_off + 14;
 		proto = h.h[6];
@@ -414,7 +415,7 @@ static __always_inline int parse_l3(struct skb_hdrs *hd, struct tuple *t)
 		}
 	}
 
-	if (read_hdr(&h, 40, nh) < 0)
+	if (read_hdr(&h, 40, nh, hd->cast) < 0)
 		return -1;
 	u8 version = h.b[0] >> 4;
 	if (proto != bpf_htons(ETH_P_IP) && proto != bpf_htons(ETH_P_IPV6) && proto != 0)
@@ -449,7 +450,7 @@ static __always_inline int parse_l3(struct skb_hdrs *hd, struct tuple *t)
 			u8 opt[4] __attribute__((aligned(4)));
 			if (next != 0 && next != 43 && next != 60 && next != 51 && next != 44)
 				break;
-			if (read_hdr(opt, sizeof(opt), l4) < 0)
+			if (read_hdr(opt, sizeof(opt), l4, hd->cast) < 0)
 				return -1;
 			if (next == 44) {
 				/* Fragment header: a non-first fragment carries no L4 header. */
@@ -471,7 +472,7 @@ static __always_inline int parse_l3(struct skb_hdrs *hd, struct tuple *t)
 	}
 	if (next == IPPROTO_TCP || next == IPPROTO_UDP || next == IPPROTO_SCTP) {
 		__be16 ports[2] __attribute__((aligned(4)));
-		if (read_hdr(ports, sizeof(ports), l4) < 0)
+		if (read_hdr(ports, sizeof(ports), l4, hd->cast) < 0)
 			return -1;
 		t->sport = bpf_ntohs(ports[0]);
 		t->dport = bpf_ntohs(ports[1]);
@@ -711,7 +712,7 @@ static __always_inline void track_forget(struct sk_buff *skb, int direct, u64 de
  * tracked skb, or an skb without headers (get_desc); get_sk gives the
  * function's socket argument (after get_desc), for parse_sk.
  */
-#define HANDLE(skb, direct, get_desc, get_sk)                                  \
+#define HANDLE(skb, direct, hcast, get_desc, get_sk)                           \
 	do {                                                                   \
 		struct skb_hdrs hd;                                            \
 		struct tuple t = {};                                           \
@@ -725,6 +726,7 @@ static __always_inline void track_forget(struct sk_buff *skb, int direct, u64 de
 			skb_hdrs_direct(skb, &hd);                             \
 		else                                                           \
 			skb_hdrs_probe(skb, &hd);                              \
+		hd.cast = (hcast);                                             \
 		err = parse_l3(&hd, &t);                                       \
 		if (err == -2 && track_enabled) {                              \
 			get_desc;                                              \
@@ -835,6 +837,7 @@ static __always_inline void track_clone(struct sk_buff *orig, struct sk_buff *cl
 	struct tuple t = {};
 	u32 flags = EV_CLONE;
 	skb_hdrs_probe(clone, &hd);
+	hd.cast = 0;
 	int err = parse_l3(&hd, &t);
 	if (err == -2) {
 		err = parse_sk(clone, 0, NULL, &t);
@@ -890,7 +893,7 @@ static __always_inline struct sock *tp_sock(u64 *ctx, u64 desc)
 	{                                                                      \
 		struct sk_buff *skb = (struct sk_buff *)ctx[N - 1];            \
 		if (skb)                                                       \
-			HANDLE(skb, 1, {                                       \
+			HANDLE(skb, 1, 0, {                                    \
 				desc = patched_desc();                         \
 				u32 rpos = desc_reason_pos(desc);              \
 				if (rpos)                                      \
@@ -919,7 +922,7 @@ FENTRY(12)
 	{                                                                      \
 		struct sk_buff *skb = (struct sk_buff *)ctx[N - 1];            \
 		if (skb)                                                       \
-			HANDLE(skb, 1, desc = patched_desc(), tp_sock(ctx, desc)); \
+			HANDLE(skb, 1, use_cast, desc = patched_desc(), tp_sock(ctx, desc)); \
 		return 0;                                                      \
 	}
 
@@ -936,7 +939,7 @@ int tp_kfree_skb(u64 *ctx)
 {
 	struct sk_buff *skb = (struct sk_buff *)ctx[0];
 	if (skb)
-		HANDLE(skb, 1, {
+		HANDLE(skb, 1, use_cast, {
 			desc = patched_desc();
 			reason = ctx[2];
 			loc = ctx[1];
@@ -996,7 +999,7 @@ static __always_inline u64 kprobe_location(struct pt_regs *regs, u64 desc)
 		struct sk_buff *skb = (struct sk_buff *)regs->REG;             \
 		if (use_cast)                                                  \
 			skb = bpf_rdonly_cast(skb, bpf_core_type_id_kernel(struct sk_buff)); \
-		HANDLE(skb, use_cast, {                                        \
+		HANDLE(skb, use_cast, use_cast, {                              \
 			desc = bpf_get_attach_cookie(regs);                    \
 			reason = kprobe_reason(regs, desc);                    \
 			loc = kprobe_location(regs, desc);                     \

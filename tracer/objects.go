@@ -66,6 +66,9 @@ func newObjectsFor(f filter.Filter, fill asm.Instructions, track, validate bool,
 	if err := setBool(spec, "use_cast", cast); err != nil {
 		return nil, err
 	}
+	if !cast {
+		dropKfuncCalls(spec)
+	}
 	if fill != nil {
 		v, ok := spec.Variables["modules_on"]
 		if !ok {
@@ -296,6 +299,21 @@ func setFilter(spec *ebpf.CollectionSpec, f filter.Filter) error {
 		}
 	}
 	return nil
+}
+
+// dropKfuncCalls replaces every kfunc call of the programs with r0 = 0.
+// Without use_cast they are dead code the verifier never visits, but
+// cilium/ebpf would look each missing kfunc up at every load, and that
+// lookup walks every BTF object in the kernel, one per loaded program
+// among them: fentry loads on 6.1 took twice as long.
+func dropKfuncCalls(spec *ebpf.CollectionSpec) {
+	for _, ps := range spec.Programs {
+		for i, ins := range ps.Instructions {
+			if ins.IsKfuncCall() {
+				ps.Instructions[i] = asm.Mov.Imm(asm.R0, 0).WithSymbol(ins.Symbol())
+			}
+		}
+	}
 }
 
 // setBool sets the u8 load-time constant name to b.

@@ -103,3 +103,27 @@ func TestRemoveFunc(t *testing.T) {
 		}
 	}
 }
+
+func TestDropKfuncCalls(t *testing.T) {
+	spec, err := bpf.LoadIpftrace()
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := func() (n int) {
+		for _, ps := range spec.Programs {
+			for _, ins := range ps.Instructions {
+				if ins.IsKfuncCall() {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	if count() == 0 {
+		t.Fatal("no kfunc call in the BPF object: the use_cast paths are gone?")
+	}
+	dropKfuncCalls(spec)
+	if n := count(); n != 0 {
+		t.Fatalf("%d kfunc calls left", n)
+	}
+}

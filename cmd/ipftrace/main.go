@@ -13,7 +13,7 @@ import (
 )
 
 // profileEnv names a file for a CPU profile of the whole run (a developer
-// hook for `go tool pprof`; see docs/development.md).
+// hook for `go tool pprof`; see docs/DESIGN.md).
 const profileEnv = "IPFTRACE_CPUPROFILE"
 
 func main() {
