@@ -66,9 +66,6 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
-	if !o.GenManifest && !o.ListFunc {
-		tracer.Prefetch() // parse the BPF object and kernel BTF while scanning
-	}
 	start := time.Now()
 	phase.Mark(stderr, "scan")
 	scan, err := btfscan.Scan(scanOptions(o))

@@ -9,10 +9,10 @@ import (
 	"github.com/ipftrace/ipftrace/bpf"
 )
 
-// Parsing the BPF object and the kernel's BTF are the two largest CPU costs
-// of starting up after the BTF scan (a few hundred ms each under
-// emulation). Prefetch starts both while the caller scans; Run then finds
-// them ready.
+// The parsed BPF object and the kernel's BTF, shared by every load of a
+// process (the tracepoint backend creates its objects twice). Parsing them
+// in the background while scanning was tried: no faster start-up under
+// emulation, and a higher peak RSS (both BTF parses live at once).
 
 var (
 	parsedSpec = sync.OnceValues(bpf.LoadIpftrace)
@@ -25,13 +25,6 @@ var (
 	specMu    sync.Mutex
 	specTaken bool
 )
-
-// Prefetch starts parsing the BPF object and loading the kernel's BTF in
-// the background, for a Run that follows. It makes no bpf(2) calls.
-func Prefetch() {
-	go parsedSpec()
-	go sharedBTF()
-}
 
 // objectSpec returns the parsed BPF object: the first caller gets the
 // parsed spec itself, later ones a copy (callers set constants in it).
