@@ -443,7 +443,9 @@ func TestKernelBTF(t *testing.T) {
 		t.Fatalf("gso_type flags from the kernel's enum: %+v", gsoType)
 	}
 	// The raw BTF scan finds the same enum as walking the whole spec.
-	find := func(prefix string) ([]btf.TypeID, error) { return btfscan.EnumsWithPrefix(btfscan.DefaultBTFPath, prefix) }
+	find := func(prefix string) ([]btf.TypeID, error) {
+		return btfscan.EnumsWithPrefix(btfscan.DefaultBTFPath, prefix)
+	}
 	fast, err := Build([]string{"gso"}, spec, find)
 	if err != nil {
 		t.Fatal(err)
