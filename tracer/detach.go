@@ -2,10 +2,10 @@ package tracer
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strconv"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -13,100 +13,110 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// detachBudget is how long detach closes links itself before it hands the
-// rest to a detacher process, so that Ctrl-C returns within a second even
-// when the kernel needs minutes: each fentry link waits for an RCU-tasks
-// grace period when it is closed, one after the other.
+// detachBudget is how long detach waits for the links to be closed before it
+// returns and leaves the rest to the detacher process, so that Ctrl-C returns
+// within a second even when the kernel needs minutes: each fentry link waits
+// for an RCU-tasks grace period when it is closed, one after the other.
 const detachBudget = 200 * time.Millisecond
 
 // detacherEnv names the environment variable that turns the ipftrace binary
 // into a detacher: it closes the link file descriptors it inherited, which
-// detaches them, and exits.
+// detaches them, writes one byte to its progress pipe per link, and exits.
 const detacherEnv = "IPFTRACE_DETACHER_FDS"
 
-// detach stops every program and closes every link. Links still open after
-// detachBudget are passed to a detacher process that outlives this one.
+// detach stops every program and hands every link to a detacher process,
+// then waits up to detachBudget for it to finish. The links are never closed
+// by this process itself: a thread blocked in close(2) on a link (one grace
+// period, which under load can take minutes) keeps the whole process from
+// exiting, however few links are left.
 func (t *tracer) detach(a *attachment) {
 	t.disable()
 	links := a.links
 	if len(links) == 0 {
 		return
 	}
-	var stop atomic.Bool
-	var closed atomic.Int64
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for _, l := range links {
-			if stop.Load() {
-				return
-			}
-			l.Close()
-			closed.Add(1)
-		}
-	}()
-	select {
-	case <-done:
-		return
-	case <-time.After(detachBudget):
-	}
-	stop.Store(true)
-	<-done // at most one link is being closed
-	rest := links[closed.Load():]
-	if len(rest) == 0 {
-		return
-	}
-	left, err := handOver(rest)
+	progress, left, err := handOver(links)
 	if err != nil {
-		fmt.Fprintf(t.cfg.Stderr, "ipftrace: %v; detaching %d links in the foreground\n", err, len(rest))
+		fmt.Fprintf(t.cfg.Stderr, "ipftrace: %v; detaching %d links in the foreground\n", err, len(links))
 		for _, l := range left {
 			l.Close()
 		}
 		return
 	}
-	fmt.Fprintf(t.cfg.Stderr, "ipftrace: detaching the remaining %d links in the background\n", len(rest))
+	defer progress.Close()
+	closed := make(chan int, 1)
+	go func() {
+		n, _ := io.Copy(io.Discard, progress) // EOF when the detacher exits
+		closed <- int(n)
+	}()
+	timer := time.NewTimer(detachBudget)
+	defer timer.Stop()
+	select {
+	case n := <-closed:
+		if n < len(links) {
+			fmt.Fprintf(t.cfg.Stderr, "ipftrace: the detacher exited after closing %d of %d links; the kernel detaches the rest as their descriptors close\n", n, len(links))
+		}
+	case <-timer.C:
+		fmt.Fprintf(t.cfg.Stderr, "ipftrace: detaching the remaining links in the background (%d in all)\n", len(links))
+	}
 }
 
 // handOver starts a detacher process holding a duplicate of every link's
-// file descriptor. Each link is closed right after its descriptor is
-// duplicated, so the process never holds more descriptors than it had
-// (kprobe links hold a perf event descriptor each as well, and 1600 of them
-// plus as many duplicates would exceed a 4096 descriptor limit). On error,
-// the links not yet handed over are returned for the caller to close.
-func handOver(links []link.Link) ([]link.Link, error) {
+// file descriptor, and returns the read end of its progress pipe. Each link
+// is closed right after its descriptor is duplicated, which does not detach
+// it (the duplicate holds it) and keeps the process from holding more
+// descriptors than it had (kprobe links hold a perf event descriptor each as
+// well, and 1600 of them plus as many duplicates would exceed a 4096
+// descriptor limit). On error, the links already duplicated are detached by
+// closing their duplicates, and the rest are returned for the caller to close.
+func handOver(links []link.Link) (*os.File, []link.Link, error) {
 	type fder interface{ FD() int }
-	files := make([]*os.File, 0, len(links))
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, links, fmt.Errorf("find own executable: %w", err)
+	}
+	// Check before duplicating anything, so that an error leaves every
+	// link as it was for the caller to close.
+	for _, l := range links {
+		if _, ok := l.(fder); !ok {
+			return nil, links, fmt.Errorf("link %T has no file descriptor", l)
+		}
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, links, fmt.Errorf("detacher pipe: %w", err)
+	}
+	defer pw.Close()
+	files := make([]*os.File, 0, len(links)+1)
+	files = append(files, pw)
 	defer func() {
-		for _, f := range files {
+		for _, f := range files[1:] {
 			f.Close()
 		}
 	}()
-	exe, err := os.Executable()
-	if err != nil {
-		return links, fmt.Errorf("find own executable: %w", err)
-	}
 	for i, l := range links {
-		fl, ok := l.(fder)
-		if !ok {
-			return links[i:], fmt.Errorf("link %T has no file descriptor", l)
-		}
-		fd, err := unix.FcntlInt(uintptr(fl.FD()), unix.F_DUPFD_CLOEXEC, 3)
+		fd, err := unix.FcntlInt(uintptr(l.(fder).FD()), unix.F_DUPFD_CLOEXEC, 3)
 		if err != nil {
-			return links[i:], fmt.Errorf("dup link: %w", err)
+			// Fall back to detaching in the foreground: closing the
+			// duplicates made so far (deferred) detaches their links.
+			pr.Close()
+			return nil, links[i:], fmt.Errorf("dup link: %w", err)
 		}
 		files = append(files, os.NewFile(uintptr(fd), "link"))
 		l.Close() // the duplicate keeps the link attached
 	}
 	cmd := exec.Command(exe)
-	cmd.Env = []string{detacherEnv + "=" + strconv.Itoa(len(files))}
+	cmd.Env = []string{detacherEnv + "=" + strconv.Itoa(len(links))}
 	cmd.ExtraFiles = files
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
-		// Closing files below detaches the links in the foreground.
-		return nil, fmt.Errorf("start detacher: %w", err)
+		// Closing the duplicates (deferred) detaches the links in the
+		// foreground.
+		pr.Close()
+		return nil, nil, fmt.Errorf("start detacher: %w", err)
 	}
 	go cmd.Wait() //nolint:errcheck // reaped if we are still around
-	return nil, nil
+	return pr, nil, nil
 }
 
 // init turns the process into a detacher before anything else runs, in any
@@ -115,7 +125,10 @@ func handOver(links []link.Link) ([]link.Link, error) {
 func init() { runDetacher() }
 
 // runDetacher closes the inherited link descriptors and exits if this
-// process was started as a detacher; otherwise it returns at once.
+// process was started as a detacher; otherwise it returns at once. Its
+// descriptor 3 is the progress pipe, 4 onwards the links. A write to the
+// pipe after ipftrace has exited fails with EPIPE (not SIGPIPE: it is not
+// standard output or error), which is ignored.
 func runDetacher() {
 	v, ok := os.LookupEnv(detacherEnv)
 	if !ok {
@@ -125,8 +138,11 @@ func runDetacher() {
 	if err != nil || n < 0 {
 		os.Exit(2)
 	}
-	for fd := 3; fd < 3+n; fd++ {
+	progress := os.NewFile(3, "progress")
+	one := []byte{1}
+	for fd := 4; fd < 4+n; fd++ {
 		syscall.Close(fd)
+		progress.Write(one) //nolint:errcheck // ipftrace may be gone
 	}
 	os.Exit(0)
 }
