@@ -17,6 +17,13 @@
  *
  * The flow filter is a set of load-time constants (volatile const), so a
  * packet that does not match costs a few header reads and no map lookups.
+ *
+ * This file is compiled once per program group (bpf/gen.go), so that a run
+ * parses only the programs of its backend: PROGS_TP (tp_btf), PROGS_FENTRY
+ * (fentry, fexit), PROGS_KPROBE and PROGS_KPROBE_MULTI. Maps and globals are
+ * outside every #ifdef, so all objects share one layout of them (the tracer
+ * checks this) and the programs of any group can use the maps created from
+ * another.
  */
 #include "types.h"
 #include <bpf/bpf_helpers.h>
@@ -37,6 +44,9 @@ char LICENSE[] SEC("license") = "GPL";
 
 /* The value userspace replaces with each function's descriptor. */
 #define DESC_MARKER "0x1badc0de5eedf00d"
+
+/* A helper of some program groups only: unused in the others. */
+#define __group_helper __attribute__((unused))
 
 /*
  * Descriptor flags (tracer/objects.go sets them).
@@ -860,7 +870,7 @@ static __always_inline u32 desc_sock_pos(u64 desc)
 	return (desc >> 44) & 0xf;
 }
 
-static __always_inline u64 patched_desc(void)
+static __always_inline __group_helper u64 patched_desc(void)
 {
 	u64 desc;
 	asm volatile("%0 = " DESC_MARKER " ll" : "=r"(desc));
@@ -868,7 +878,7 @@ static __always_inline u64 patched_desc(void)
 }
 
 /* The socket argument of a traced function (0: none). */
-static __always_inline struct sock *fentry_sock(u64 *ctx, u64 desc)
+static __always_inline __group_helper struct sock *fentry_sock(u64 *ctx, u64 desc)
 {
 	u64 sk = 0;
 	u32 spos = desc_sock_pos(desc);
@@ -878,7 +888,7 @@ static __always_inline struct sock *fentry_sock(u64 *ctx, u64 desc)
 }
 
 /* The socket argument of a tracepoint (constant offsets only). */
-static __always_inline struct sock *tp_sock(u64 *ctx, u64 desc)
+static __always_inline __group_helper struct sock *tp_sock(u64 *ctx, u64 desc)
 {
 	switch (desc_sock_pos(desc)) {
 	case 1: return (struct sock *)ctx[0];
@@ -887,6 +897,7 @@ static __always_inline struct sock *tp_sock(u64 *ctx, u64 desc)
 	return NULL;
 }
 
+#ifdef PROGS_FENTRY
 /* fentry: one clone per function; the skb is argument N. */
 #define FENTRY(N)                                                              \
 	SEC("fentry/placeholder")                                              \
@@ -916,6 +927,18 @@ FENTRY(10)
 FENTRY(11)
 FENTRY(12)
 
+/* fexit on skb_clone, skb_copy, __pskb_copy_fclone, skb_copy_expand. */
+SEC("fexit/placeholder")
+int fexit_clone(u64 *ctx)
+{
+	u64 ret = 0;
+	bpf_get_func_ret(ctx, &ret);
+	track_clone((struct sk_buff *)ctx[0], (struct sk_buff *)ret, patched_desc());
+	return 0;
+}
+#endif /* PROGS_FENTRY */
+
+#ifdef PROGS_TP
 /* tp_btf: one clone per tracepoint; the skb is tracepoint argument N. */
 #define TP(N)                                                                  \
 	SEC("tp_btf/placeholder")                                              \
@@ -947,6 +970,7 @@ int tp_kfree_skb(u64 *ctx)
 		}, NULL);
 	return 0;
 }
+#endif /* PROGS_TP */
 
 /* Argument pos (1..6) of a kprobe, 0 if out of range. */
 static __always_inline u64 kprobe_arg(struct pt_regs *regs, u32 pos)
@@ -970,7 +994,7 @@ static __always_inline u64 kprobe_arg(struct pt_regs *regs, u32 pos)
 }
 
 /* The drop reason argument of a kprobe'd drop function, 0 if none. */
-static __always_inline u64 kprobe_reason(struct pt_regs *regs, u64 desc)
+static __always_inline __group_helper u64 kprobe_reason(struct pt_regs *regs, u64 desc)
 {
 	return kprobe_arg(regs, desc_reason_pos(desc));
 }
@@ -979,7 +1003,7 @@ static __always_inline u64 kprobe_reason(struct pt_regs *regs, u64 desc)
  * The caller of a drop function: at a kprobe on the function's first
  * instruction, the return address is at the top of the stack.
  */
-static __always_inline u64 kprobe_location(struct pt_regs *regs, u64 desc)
+static __always_inline __group_helper u64 kprobe_location(struct pt_regs *regs, u64 desc)
 {
 	u64 loc = 0;
 	if (desc_reason_pos(desc))
@@ -1008,9 +1032,13 @@ static __always_inline u64 kprobe_location(struct pt_regs *regs, u64 desc)
 		return 0;                                                      \
 	}
 
-#define KPROBE(N, REG)                                          \
-	KPROBE_PROG("kprobe/placeholder", kprobe_skb, N, REG)    \
-	KPROBE_PROG("kprobe.multi/placeholder", kprobe_multi_skb, N, REG)
+#if defined(PROGS_KPROBE)
+#define KPROBE(N, REG) KPROBE_PROG("kprobe/placeholder", kprobe_skb, N, REG)
+#elif defined(PROGS_KPROBE_MULTI)
+#define KPROBE(N, REG) KPROBE_PROG("kprobe.multi/placeholder", kprobe_multi_skb, N, REG)
+#else
+#define KPROBE(N, REG)
+#endif
 
 KPROBE(1, di)
 KPROBE(2, si)
@@ -1018,16 +1046,6 @@ KPROBE(3, dx)
 KPROBE(4, cx)
 KPROBE(5, r8)
 KPROBE(6, r9)
-
-/* fexit on skb_clone, skb_copy, __pskb_copy_fclone, skb_copy_expand. */
-SEC("fexit/placeholder")
-int fexit_clone(u64 *ctx)
-{
-	u64 ret = 0;
-	bpf_get_func_ret(ctx, &ret);
-	track_clone((struct sk_buff *)ctx[0], (struct sk_buff *)ret, patched_desc());
-	return 0;
-}
 
 /* kprobe backends: stash the original at entry, track the clone at return. */
 static __always_inline u64 stash_key(void)
@@ -1039,7 +1057,7 @@ static __always_inline u64 stash_key(void)
 	return k;
 }
 
-static __always_inline void clone_entry(struct sk_buff *skb)
+static __always_inline __group_helper void clone_entry(struct sk_buff *skb)
 {
 	u64 key = (u64)skb;
 	if (ipft_disabled || !track_enabled || track_live <= 0 || !skb)
@@ -1050,7 +1068,7 @@ static __always_inline void clone_entry(struct sk_buff *skb)
 	bpf_map_update_elem(&clone_stash, &k, &key, BPF_ANY);
 }
 
-static __always_inline void clone_return(struct pt_regs *regs)
+static __always_inline __group_helper void clone_return(struct pt_regs *regs)
 {
 	u64 k = stash_key();
 	u64 *orig = bpf_map_lookup_elem(&clone_stash, &k);
@@ -1061,6 +1079,7 @@ static __always_inline void clone_return(struct pt_regs *regs)
 	track_clone((struct sk_buff *)o, (struct sk_buff *)regs->ax, bpf_get_attach_cookie(regs));
 }
 
+#ifdef PROGS_KPROBE
 SEC("kprobe/placeholder")
 int kprobe_clone(struct pt_regs *regs)
 {
@@ -1075,6 +1094,9 @@ int kretprobe_clone(struct pt_regs *regs)
 	return 0;
 }
 
+#endif /* PROGS_KPROBE */
+
+#ifdef PROGS_KPROBE_MULTI
 SEC("kprobe.multi/placeholder")
 int kprobe_multi_clone(struct pt_regs *regs)
 {
@@ -1088,3 +1110,4 @@ int kretprobe_multi_clone(struct pt_regs *regs)
 	clone_return(regs);
 	return 0;
 }
+#endif /* PROGS_KPROBE_MULTI */

@@ -15,7 +15,7 @@ import (
 )
 
 func TestEventLayoutMatchesBPF(t *testing.T) {
-	var e bpf.IpftraceEvent
+	var e bpf.Event
 	if got := int(unsafe.Sizeof(e)); got != eventSize {
 		t.Fatalf("struct event is %d bytes in BPF, decoder expects %d", got, eventSize)
 	}
@@ -38,7 +38,7 @@ func TestEventLayoutMatchesBPF(t *testing.T) {
 }
 
 func TestDecodeEvent(t *testing.T) {
-	var e bpf.IpftraceEvent
+	var e bpf.Event
 	e.Ts, e.Skb, e.FuncId, e.Cpu, e.Netns, e.Ifindex, e.Len, e.DropReason = 1, 0xffff888001, 7, 1, 4026531840, 3, 84, 2
 	e.Tuple.Ipversion, e.Tuple.Proto, e.Tuple.Sport, e.Tuple.Dport = 4, 6, 33696, 8000
 	copy(e.Tuple.Saddr[:], []byte{10, 0, 0, 1})
@@ -74,14 +74,14 @@ func TestDecodeEvent(t *testing.T) {
 // assembler and both output writers, with function IDs outside the name
 // table, which must not panic either.
 func FuzzDecodeEvent(f *testing.F) {
-	enc := func(e bpf.IpftraceEvent) []byte {
+	enc := func(e bpf.Event) []byte {
 		var buf bytes.Buffer
 		if err := binary.Write(&buf, binary.LittleEndian, &e); err != nil {
 			f.Fatal(err)
 		}
 		return buf.Bytes()
 	}
-	var v4, v6 bpf.IpftraceEvent
+	var v4, v6 bpf.Event
 	v4.Ts, v4.Skb, v4.FuncId, v4.Len = 1, 0xffff888001, 1, 84
 	v4.Tuple.Ipversion, v4.Tuple.Proto, v4.Tuple.Sport, v4.Tuple.Dport = 4, 17, 5000, 53
 	copy(v4.Tuple.Saddr[:], []byte{10, 0, 0, 1})
@@ -118,7 +118,7 @@ func FuzzDecodeEvent(f *testing.F) {
 		} else {
 			copy(full, b[:eventShort])
 		}
-		var o bpf.IpftraceEvent
+		var o bpf.Event
 		if err := binary.Read(bytes.NewReader(full), binary.LittleEndian, &o); err != nil {
 			t.Fatal(err)
 		}

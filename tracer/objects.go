@@ -4,11 +4,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
+	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
 
+	"github.com/ipftrace/ipftrace/bpf"
 	"github.com/ipftrace/ipftrace/filter"
 )
 
@@ -30,12 +33,16 @@ const (
 	descQuiet   uint64 = 1 << 43 // only forget skbs, emit no event
 )
 
-// objects holds the maps every program shares and the spec the programs
+// objects holds the maps every program shares and the specs the programs
 // are cloned from.
 type objects struct {
-	spec  *ebpf.CollectionSpec
+	spec  *ebpf.CollectionSpec // the maps' object: maps, globals, and the mapsGroup programs
 	maps  map[string]*ebpf.Map
 	cache *btf.Cache
+
+	consts constants
+	mu     sync.Mutex
+	groups map[bpf.Group]*group // prepared program groups, by first use
 
 	cast bool             // use_cast: the kernel has bpf_rdonly_cast
 	fill asm.Instructions // body of fill_data from the -m modules; nil: the compiled stub
@@ -52,39 +59,15 @@ func newObjects(f filter.Filter, fill asm.Instructions, track bool, cache *btf.C
 // newObjectsFor is newObjects with track_validate set as given (the
 // tracepoint backend, which does not see every free, needs it).
 func newObjectsFor(f filter.Filter, fill asm.Instructions, track, validate bool, cache *btf.Cache) (*objects, error) {
-	spec, err := objectSpec()
+	spec, err := groupSpec(mapsGroup)
 	if err != nil {
-		return nil, fmt.Errorf("load BPF object: %w", err)
-	}
-	if err := setFilter(spec, f); err != nil {
 		return nil, err
 	}
-	if err := setTrack(spec, track, validate); err != nil {
+	c := constants{filter: f, track: track, validate: validate, cast: hasKfunc(cache, "bpf_rdonly_cast"), modules: fill != nil}
+	if err := c.apply(spec); err != nil {
 		return nil, err
 	}
-	cast := hasKfunc(cache, "bpf_rdonly_cast")
-	if err := setBool(spec, "use_cast", cast); err != nil {
-		return nil, err
-	}
-	if !cast {
-		dropKfuncCalls(spec)
-	}
-	if fill != nil {
-		v, ok := spec.Variables["modules_on"]
-		if !ok {
-			return nil, errors.New("BPF object has no variable modules_on")
-		}
-		if err := v.Set(uint8(1)); err != nil {
-			return nil, fmt.Errorf("set modules_on: %w", err)
-		}
-	}
-	// Drop BTF line info: every clone would otherwise carry the source
-	// lines into its own BTF blob for the kernel to parse and check.
-	for _, ps := range spec.Programs {
-		for i := range ps.Instructions {
-			ps.Instructions[i] = ps.Instructions[i].WithSource(nil)
-		}
-	}
+	prepare(spec, c.cast)
 	mapsOnly := &ebpf.CollectionSpec{
 		Maps:      spec.Maps,
 		Variables: spec.Variables,
@@ -95,7 +78,104 @@ func newObjectsFor(f filter.Filter, fill asm.Instructions, track, validate bool,
 	if err != nil {
 		return nil, fmt.Errorf("create BPF maps: %w", err)
 	}
-	return &objects{spec: spec, maps: coll.Maps, cache: cache, cast: cast, fill: fill}, nil
+	return &objects{
+		spec: spec, maps: coll.Maps, cache: cache, consts: c, cast: c.cast, fill: fill,
+		groups: map[bpf.Group]*group{mapsGroup: {spec: spec, maps: coll.Maps}},
+	}, nil
+}
+
+// constants are the load-time constants (.rodata) of a run.
+type constants struct {
+	filter                         filter.Filter
+	track, validate, cast, modules bool
+}
+
+// apply sets the constants in spec.
+func (c constants) apply(spec *ebpf.CollectionSpec) error {
+	if err := setFilter(spec, c.filter); err != nil {
+		return err
+	}
+	if err := setTrack(spec, c.track, c.validate); err != nil {
+		return err
+	}
+	if err := setBool(spec, "use_cast", c.cast); err != nil {
+		return err
+	}
+	return setBool(spec, "modules_on", c.modules)
+}
+
+// prepare readies the programs of spec for cloning: without use_cast, kfunc
+// calls become r0 = 0 (dead code then, but cilium/ebpf would look each
+// missing kfunc up in every BTF object of the kernel at every load); and the
+// BTF line info goes, which every clone would otherwise carry into its own
+// BTF blob for the kernel to parse and check.
+func prepare(spec *ebpf.CollectionSpec, cast bool) {
+	if !cast {
+		dropKfuncCalls(spec)
+	}
+	for _, ps := range spec.Programs {
+		for i := range ps.Instructions {
+			ps.Instructions[i] = ps.Instructions[i].WithSource(nil)
+		}
+	}
+}
+
+// group returns program group g, ready for cloning, parsing its object
+// and creating its .rodata map on first use.
+func (o *objects) group(g bpf.Group) (*group, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if gr, ok := o.groups[g]; ok {
+		return gr, nil
+	}
+	spec, err := groupSpec(g)
+	if err != nil {
+		return nil, err
+	}
+	if err := sameLayout(o.spec, spec); err != nil {
+		return nil, fmt.Errorf("BPF object of the %v programs: %w", g, err)
+	}
+	if err := o.consts.apply(spec); err != nil {
+		return nil, fmt.Errorf("BPF object of the %v programs: %w", g, err)
+	}
+	prepare(spec, o.cast)
+	rodata, ok := spec.Maps[".rodata"]
+	if !ok {
+		return nil, fmt.Errorf("BPF object of the %v programs has no .rodata", g)
+	}
+	// Created as a collection, so that cilium/ebpf sets the flags it sets
+	// on data sections and later checks the replacement for.
+	vars := make(map[string]*ebpf.VariableSpec)
+	for name, v := range spec.Variables {
+		if v.SectionName == ".rodata" {
+			vars[name] = v
+		}
+	}
+	coll, err := ebpf.NewCollectionWithOptions(&ebpf.CollectionSpec{
+		Maps:      map[string]*ebpf.MapSpec{".rodata": rodata},
+		Variables: vars,
+		Types:     spec.Types,
+		ByteOrder: spec.ByteOrder,
+	}, ebpf.CollectionOptions{Cache: o.cache})
+	if err != nil {
+		return nil, fmt.Errorf("create .rodata of the %v programs: %w", g, err)
+	}
+	m := coll.Maps[".rodata"]
+	ms := maps.Clone(o.maps)
+	ms[".rodata"] = m
+	gr := &group{spec: spec, maps: ms}
+	o.groups[g] = gr
+	return gr, nil
+}
+
+// group is a program group ready for cloning: its spec, with the
+// constants set, and the maps its programs use. Those are o.maps, but for
+// the constants: clang lays .rodata out in a different order in each object
+// (by first use), so each group has a .rodata map of its own, with the same
+// values.
+type group struct {
+	spec *ebpf.CollectionSpec
+	maps map[string]*ebpf.Map
 }
 
 // Close releases the maps. Loaded programs and links keep their own references.
@@ -103,13 +183,23 @@ func (o *objects) Close() {
 	for _, m := range o.maps {
 		m.Close()
 	}
+	for g, gr := range o.groups {
+		if g != mapsGroup {
+			gr.maps[".rodata"].Close()
+		}
+	}
 }
 
 // loadProgram loads a clone of the named template. For fentry and tp_btf,
 // attachTo names the target and desc is patched in; for kprobes both are
 // unused.
 func (o *objects) loadProgram(template, attachTo string, desc uint64, patch bool) (*ebpf.Program, error) {
-	tmpl, ok := o.spec.Programs[template]
+	gr, err := o.group(templateGroup(template))
+	if err != nil {
+		return nil, err
+	}
+	gs := gr.spec
+	tmpl, ok := gs.Programs[template]
 	if !ok {
 		return nil, fmt.Errorf("no BPF program template %s", template)
 	}
@@ -123,7 +213,6 @@ func (o *objects) loadProgram(template, attachTo string, desc uint64, patch bool
 		}
 	}
 	insns := ps.Instructions
-	var err error
 	switch {
 	case !hasFunc(insns, fillFunc):
 		// A program that emits no event (the kprobe clone stash).
@@ -137,13 +226,13 @@ func (o *objects) loadProgram(template, attachTo string, desc uint64, patch bool
 	}
 	ps.Instructions = insns
 	cs := &ebpf.CollectionSpec{
-		Maps:      o.spec.Maps,
+		Maps:      gs.Maps,
 		Programs:  map[string]*ebpf.ProgramSpec{template: ps},
-		Types:     o.spec.Types,
-		ByteOrder: o.spec.ByteOrder,
+		Types:     gs.Types,
+		ByteOrder: gs.ByteOrder,
 	}
 	coll, err := ebpf.NewCollectionWithOptions(cs, ebpf.CollectionOptions{
-		MapReplacements: o.maps,
+		MapReplacements: gr.maps,
 		Cache:           o.cache,
 	})
 	if err != nil {

@@ -5,8 +5,6 @@ import (
 
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
-
-	"github.com/ipftrace/ipftrace/bpf"
 )
 
 // TestReplaceFunc: the module code replaces exactly the body of the
@@ -17,7 +15,7 @@ import (
 var noEvents = map[string]bool{"kprobe_clone": true, "kprobe_multi_clone": true}
 
 func TestReplaceFunc(t *testing.T) {
-	spec, err := bpf.LoadIpftrace()
+	spec, err := loadSpecForTest()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +69,7 @@ func TestReplaceFunc(t *testing.T) {
 // TestRemoveFunc: without modules the fill_data stub and its call go, so
 // that every program is one function again.
 func TestRemoveFunc(t *testing.T) {
-	spec, err := bpf.LoadIpftrace()
+	spec, err := loadSpecForTest()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +103,7 @@ func TestRemoveFunc(t *testing.T) {
 }
 
 func TestDropKfuncCalls(t *testing.T) {
-	spec, err := bpf.LoadIpftrace()
+	spec, err := loadSpecForTest()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,8 +6,6 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
-
-	"github.com/ipftrace/ipftrace/bpf"
 )
 
 // readOnlyHelpers are the BPF helpers ipftrace's programs may call: they
@@ -35,7 +33,7 @@ var readOnlyKfuncs = []string{"bpf_rdonly_cast"}
 // or a return value, unlike XDP, tc, fmod_ret or LSM programs) that calls
 // only read-only helpers and kfuncs, and uses only its own maps.
 func TestProgramsOnlyRead(t *testing.T) {
-	spec, err := bpf.LoadIpftrace()
+	spec, err := loadSpecForTest()
 	if err != nil {
 		t.Fatal(err)
 	}

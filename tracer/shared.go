@@ -1,6 +1,8 @@
 package tracer
 
 import (
+	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -9,27 +11,86 @@ import (
 	"github.com/ipftrace/ipftrace/bpf"
 )
 
-// The parsed BPF object and the kernel's BTF, shared by every load of a
-// process (the tracepoint backend creates its objects twice). Parsing them
-// in the background while scanning was tried: no faster start-up under
-// emulation, and a higher peak RSS (both BTF parses live at once).
+// The parsed BPF objects and the kernel's BTF, shared by every load of a
+// process (the tracepoint backend creates its objects twice). Each program
+// group is parsed on first use only: a kprobe-multi run never parses the
+// fentry programs. Parsing in the background while scanning was tried: no
+// faster start-up under emulation, and a higher peak RSS (both BTF parses
+// live at once).
 
 var (
-	parsedSpec = sync.OnceValues(bpf.LoadIpftrace)
-	sharedBTF  = sync.OnceValue(func() *btf.Cache {
+	parsedGroups = func() map[bpf.Group]func() (*ebpf.CollectionSpec, error) {
+		m := make(map[bpf.Group]func() (*ebpf.CollectionSpec, error), len(bpf.Groups))
+		for _, g := range bpf.Groups {
+			m[g] = sync.OnceValues(func() (*ebpf.CollectionSpec, error) { return bpf.Load(g) })
+		}
+		return m
+	}()
+	sharedBTF = sync.OnceValue(func() *btf.Cache {
 		c := btf.NewCache()
 		c.Kernel() // an error shows again where the kernel BTF is needed
 		return c
 	})
 )
 
-// objectSpec returns a copy of the parsed BPF object, which callers may
+// mapsGroup is the group whose object the maps and globals are created
+// from; every run loads some of its programs (tp_kfree_skb at least, where
+// the kernel has it), and it is the smallest.
+const mapsGroup = bpf.Tracepoint
+
+// groupSpec returns a copy of group g's parsed object, which callers may
 // change (constants, instructions): the parse stays pristine. A copy costs
 // about 1/20 of a parse.
-func objectSpec() (*ebpf.CollectionSpec, error) {
-	spec, err := parsedSpec()
+func groupSpec(g bpf.Group) (*ebpf.CollectionSpec, error) {
+	parse, ok := parsedGroups[g]
+	if !ok {
+		return nil, fmt.Errorf("no BPF program group %v", g)
+	}
+	spec, err := parse()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("load BPF object (%v programs): %w", g, err)
 	}
 	return spec.Copy(), nil
+}
+
+// templateGroup returns the group of the program template name.
+func templateGroup(name string) bpf.Group {
+	switch {
+	case strings.HasPrefix(name, "fentry_"), strings.HasPrefix(name, "fexit_"):
+		return bpf.Fentry
+	case strings.HasPrefix(name, "kprobe_multi_"), strings.HasPrefix(name, "kretprobe_multi_"):
+		return bpf.KprobeMulti
+	case strings.HasPrefix(name, "kprobe_"), strings.HasPrefix(name, "kretprobe_"):
+		return bpf.Kprobe
+	}
+	return bpf.Tracepoint
+}
+
+// sameLayout checks that the programs of spec can use the maps created from
+// base: the same maps, the same sizes, and every global at the same offset
+// of the same section. The groups are one source file compiled with
+// different defines, so this fails only if a global moved into an #ifdef.
+func sameLayout(base, spec *ebpf.CollectionSpec) error {
+	for name, m := range spec.Maps {
+		if name == ".rodata" {
+			continue
+		}
+		bm, ok := base.Maps[name]
+		if !ok {
+			return fmt.Errorf("map %s is not in the maps' object", name)
+		}
+		if m.Type != bm.Type || m.KeySize != bm.KeySize || m.ValueSize != bm.ValueSize || m.MaxEntries != bm.MaxEntries {
+			return fmt.Errorf("map %s differs from the maps' object", name)
+		}
+	}
+	for name, v := range spec.Variables {
+		if v.SectionName == ".rodata" {
+			continue
+		}
+		bv, ok := base.Variables[name]
+		if !ok || bv.SectionName != v.SectionName || bv.Offset != v.Offset || bv.Size() != v.Size() {
+			return fmt.Errorf("global %s differs from the maps' object", name)
+		}
+	}
+	return nil
 }

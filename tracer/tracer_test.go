@@ -14,7 +14,31 @@ import (
 	"github.com/ipftrace/ipftrace/filter"
 )
 
-func loadSpecForTest() (*ebpf.CollectionSpec, error) { return bpf.LoadIpftrace() }
+// loadSpecForTest parses every program group and returns one spec holding
+// all their programs (and the maps of the maps' object), after checking that
+// each group's maps and globals match the maps' object.
+func loadSpecForTest() (*ebpf.CollectionSpec, error) {
+	all, err := bpf.Load(mapsGroup)
+	if err != nil {
+		return nil, err
+	}
+	for _, g := range bpf.Groups {
+		spec, err := bpf.Load(g)
+		if err != nil {
+			return nil, fmt.Errorf("%v: %w", g, err)
+		}
+		if err := sameLayout(all, spec); err != nil {
+			return nil, fmt.Errorf("%v: %w", g, err)
+		}
+		for name, ps := range spec.Programs {
+			if templateGroup(name) != g {
+				return nil, fmt.Errorf("program %s is in group %v, templateGroup says %v", name, g, templateGroup(name))
+			}
+			all.Programs[name] = ps
+		}
+	}
+	return all, nil
+}
 
 func TestEncodePrefix(t *testing.T) {
 	tests := []struct {

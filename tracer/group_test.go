@@ -1,0 +1,67 @@
+package tracer
+
+import (
+	"bytes"
+	"net/netip"
+	"os"
+	"testing"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/ipftrace/ipftrace/bpf"
+	"github.com/ipftrace/ipftrace/filter"
+)
+
+// TestGroupConstants creates the maps of a run with a filter and tracking
+// set, then every program group, and checks that each group's own .rodata
+// holds the same value for every constant as the maps' object's, although
+// clang lays .rodata out differently in each object.
+func TestGroupConstants(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("TestGroupConstants: SKIPPED, needs root to create BPF maps")
+	}
+	f := filter.Filter{
+		Daddr: netip.MustParsePrefix("10.0.0.2/32"),
+		Proto: 17,
+		Sport: -1,
+		Dport: 53,
+	}
+	o, err := newObjectsFor(f, nil, true, true, sharedBTF())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	read := func(m *ebpf.Map) []byte {
+		t.Helper()
+		val := make([]byte, m.ValueSize())
+		if err := m.Lookup(uint32(0), &val); err != nil {
+			t.Fatal(err)
+		}
+		return val
+	}
+	base := read(o.maps[".rodata"])
+	set := 0
+	for _, g := range bpf.Groups {
+		gr, err := o.group(g)
+		if err != nil {
+			t.Fatalf("%v: %v", g, err)
+		}
+		got := read(gr.maps[".rodata"])
+		for name, v := range gr.spec.Variables {
+			if v.SectionName != ".rodata" {
+				continue
+			}
+			bv := o.spec.Variables[name]
+			want := base[bv.Offset : bv.Offset+bv.Size()]
+			if have := got[v.Offset : v.Offset+v.Size()]; !bytes.Equal(have, want) {
+				t.Errorf("%v: %s = %x, want %x", g, name, have, want)
+			}
+			if g == bpf.Fentry && bytes.ContainsFunc(want, func(r rune) bool { return r != 0 }) {
+				set++
+			}
+		}
+	}
+	if set < 5 {
+		t.Errorf("only %d constants are non-zero: the filter did not reach .rodata?", set)
+	}
+}
