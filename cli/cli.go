@@ -68,7 +68,13 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 	start := time.Now()
 	phase.Mark(stderr, "scan")
-	scan, err := btfscan.Scan(scanOptions(o))
+	var scan *btfscan.Result
+	cached := false
+	if o.NoScanCache {
+		scan, err = btfscan.Scan(scanOptions(o))
+	} else {
+		scan, cached, err = btfscan.ScanCached(scanOptions(o), "")
+	}
 	if err != nil {
 		return fail(stderr, ExitUsage, err)
 	}
@@ -78,8 +84,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if scan.FilterListKnown {
 			lists = "available_filter_functions applied"
 		}
-		fmt.Fprintf(stderr, "ipftrace: scanned BTF in %v: %d skb functions, %d skb tracepoints, %d modules (%s)\n",
-			time.Since(start).Round(time.Millisecond), len(scan.Funcs), len(scan.Tracepoints), len(scan.Modules), lists)
+		how := "scanned BTF"
+		if cached {
+			how = "read this boot's scan from " + btfscan.DefaultCacheDir
+		}
+		fmt.Fprintf(stderr, "ipftrace: %s in %v: %d skb functions, %d skb tracepoints, %d modules (%s)\n",
+			how, time.Since(start).Round(time.Millisecond), len(scan.Funcs), len(scan.Tracepoints), len(scan.Modules), lists)
 	}
 
 	switch {
@@ -208,7 +218,7 @@ func writeFailed(stderr io.Writer, err error) int {
 }
 
 const usage = `Usage: ipftrace [OPTIONS] [MANIFEST]
-       ipftrace gen-manifest [-r REGEX] [--btf FILE] [--no-kmods]
+       ipftrace gen-manifest [-r REGEX] [--btf FILE] [--no-kmods] [--no-scan-cache]
 
 Trace the journey of packets through the Linux network stack: every kernel
 function a matching packet's skb passes through, grouped by packet.
@@ -248,6 +258,9 @@ Tracing:
 BTF:
        --btf FILE         read this BTF file instead of /sys/kernel/btf/vmlinux
        --no-kmods         ignore kernel module BTF
+       --no-scan-cache    scan BTF and the tracefs lists afresh (the scan of the
+                          running kernel is kept in /run/ipftrace until the next
+                          boot, a module load or unload, or a new ipftrace binary)
 
   -v,  --verbose          report skipped functions and timings
        --version          print the version and exit

@@ -43,6 +43,7 @@ type Options struct {
 	ReadyFile    string             // --ready-file: created when attached
 	BTF          string             // --btf: BTF file instead of the kernel's
 	NoKmods      bool               // --no-kmods: skip module BTF
+	NoScanCache  bool               // --no-scan-cache: scan afresh, bypassing btfscan's per-boot cache
 	Idle         time.Duration      // --idle: journey idle timeout
 	NoTrack      bool               // --no-track: follow packets by their headers only
 	Verbose      bool               // -v
@@ -62,7 +63,7 @@ type rawFlags struct {
 	backend, output                              string
 	egress                                       []string
 	count, duration, readyFile, btf              string
-	noKmods                                      bool
+	noKmods, noScanCache                         bool
 	idle                                         string
 	noTrack                                      bool
 	verbose, help, version                       bool
@@ -91,6 +92,7 @@ func newFlagSet(r *rawFlags) *pflag.FlagSet {
 	fs.StringVar(&r.readyFile, "ready-file", "", "")
 	fs.StringVar(&r.btf, "btf", "", "")
 	fs.BoolVar(&r.noKmods, "no-kmods", false, "")
+	fs.BoolVar(&r.noScanCache, "no-scan-cache", false, "")
 	fs.StringVar(&r.idle, "idle", DefaultIdle.String(), "")
 	fs.BoolVar(&r.noTrack, "no-track", false, "")
 	fs.BoolVarP(&r.verbose, "verbose", "v", false, "")
@@ -100,7 +102,7 @@ func newFlagSet(r *rawFlags) *pflag.FlagSet {
 }
 
 // genManifestFlags are the flags gen-manifest accepts.
-var genManifestFlags = []string{"regex", "btf", "no-kmods", "verbose", "help"}
+var genManifestFlags = []string{"regex", "btf", "no-kmods", "no-scan-cache", "verbose", "help"}
 
 // ParseArgs parses and validates the command line (without the program
 // name). It does not read any file.
@@ -202,7 +204,7 @@ func ParseArgs(args []string) (_ *Options, err error) {
 	if fs.Changed("egress") && len(o.Egress) == 0 {
 		return nil, errors.New("--egress needs a function name")
 	}
-	o.ReadyFile, o.BTF, o.NoKmods = r.readyFile, r.btf, r.noKmods
+	o.ReadyFile, o.BTF, o.NoKmods, o.NoScanCache = r.readyFile, r.btf, r.noKmods, r.noScanCache
 	o.NoTrack = r.noTrack
 
 	if !o.GenManifest && !o.ListFunc {

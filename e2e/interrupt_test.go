@@ -211,7 +211,9 @@ func maxAttachStep(stderr string) (int, int) {
 // all ~1650 functions under TCG, -r restricts --auto to the functions of
 // the small e2e manifest (~35).
 func interruptArgs(backend string) []string {
-	args := []string{"--auto", "-o", "json", "-p", "icmp", "-s", addrA, "-d", addrB}
+	// --no-scan-cache: the trials aimed at the scan interrupt a real scan
+	// of BTF and tracefs, not a read of this boot's cached result.
+	args := []string{"--auto", "--no-scan-cache", "-o", "json", "-p", "icmp", "-s", addrA, "-d", addrB}
 	if backend == "fentry" || backend == "kprobe" {
 		args = append(args, "-r", "^("+strings.Join(quoteMeta(manifestFuncs), "|")+")$")
 	}

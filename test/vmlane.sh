@@ -7,7 +7,7 @@
 #
 # Tests another run of the same kernel covers are left out with -test.skip,
 # and each run says which and why: the backend-independent ones (bad input,
-# privileges) run with the first backend only, and TestFilters does not run
+# privileges, the scan cache) run with the first backend only, and TestFilters does not run
 # again with kprobe where kprobe-multi runs the very same program code (both
 # kprobe flavours are one C macro, and differ only in how they attach).
 set -euo pipefail
@@ -17,7 +17,7 @@ first=$1
 for b in "$@"; do
 	skip= why=
 	if [ "$b" != "$first" ]; then
-		skip='TestBadInput|TestUnprivileged'
+		skip='TestBadInput|TestUnprivileged|TestScanCache'
 		why="backend-independent, run with $first"
 	fi
 	if [ "$b" = kprobe ] && [[ " $* " == *" kprobe-multi "* ]]; then
