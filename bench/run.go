@@ -144,6 +144,7 @@ func countJSON(path string, p *netPair) (jsonCount, error) {
 
 // tracerRun is one measured ipftrace run.
 type tracerRun struct {
+	fresh       bool // run with --no-scan-cache
 	attach      time.Duration
 	attached    int
 	targets     int
@@ -221,8 +222,9 @@ func procHWM(pid int) (int64, error) {
 
 // runTracer runs ipftrace --auto -b BACKEND -d DADDR -o json, measures attach,
 // optionally idle CPU, runs the ping, and measures detach and link removal.
-func (b *bench) runTracer(backend, daddr string, idle bool, tag string) (*tracerRun, error) {
-	r := &tracerRun{idleCPU: -1}
+// fresh adds --no-scan-cache: the attach of a first run in a boot.
+func (b *bench) runTracer(backend, daddr string, idle, fresh bool, tag string) (*tracerRun, error) {
+	r := &tracerRun{idleCPU: -1, fresh: fresh}
 	before, err := linkIDs()
 	if err != nil {
 		return nil, err
@@ -238,6 +240,9 @@ func (b *bench) runTracer(backend, daddr string, idle bool, tag string) (*tracer
 	args := []string{"--auto", "-d", daddr, "-o", "json", "--ready-file", ready}
 	if backend != "auto" {
 		args = append(args, "--backend", backend)
+	}
+	if fresh {
+		args = append(args, "--no-scan-cache")
 	}
 	var stderr syncBuf
 	cmd := exec.Command(b.ipftrace, args...)
