@@ -188,7 +188,7 @@ func (t *tracer) attachOneTracing(id int, a *attachment) {
 		tmpl = fentryTemplate(tg)
 		desc = t.desc(id)
 	}
-	prog, err := t.objs.loadProgram(tmpl, tg.Name, desc, true)
+	prog, err := t.objs.loadProgram(tmpl, tg.Name, tg.Module != "", desc, true)
 	if err != nil {
 		if t.cfg.Verbose {
 			t.verbosef("skip %s: %v", tg.Name, err)

@@ -145,7 +145,7 @@ func (t *tracer) probeBackend(name string) error {
 		if !ok {
 			return errors.New("no function to probe")
 		}
-		prog, err := t.objs.loadProgram(fentryTemplate(f), f.Name, descriptor(0, 0), true)
+		prog, err := t.objs.loadProgram(fentryTemplate(f), f.Name, f.Module != "", descriptor(0, 0), true)
 		if err != nil {
 			return err
 		}
@@ -183,7 +183,7 @@ func (t *tracer) probeBackend(name string) error {
 			return errors.New("no skb tracepoints found")
 		}
 		tp := t.cfg.Tracepoints[0]
-		prog, err := t.objs.loadProgram(tpTemplate(tp), tp.Name, descriptor(0, 0), true)
+		prog, err := t.objs.loadProgram(tpTemplate(tp), tp.Name, tp.Module != "", descriptor(0, 0), true)
 		if err != nil {
 			return err
 		}

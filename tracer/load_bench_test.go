@@ -28,7 +28,7 @@ func BenchmarkLoadClone(b *testing.B) {
 	n := 0
 	for i := 0; b.Loop(); i++ {
 		n++
-		p, err := o.loadProgram("tp_skb1", "net_dev_queue", descriptor(uint32(i), 0), true)
+		p, err := o.loadProgram("tp_skb1", "net_dev_queue", false, descriptor(uint32(i), 0), true)
 		if err != nil {
 			b.Fatal(err)
 		}

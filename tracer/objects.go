@@ -41,6 +41,7 @@ type objects struct {
 	cache *btf.Cache
 
 	consts constants
+	btfMu  sync.RWMutex // held exclusively by loads that read module BTF (see loadProgram)
 	mu     sync.Mutex
 	groups map[bpf.Group]*group // prepared program groups, by first use
 
@@ -191,9 +192,17 @@ func (o *objects) Close() {
 }
 
 // loadProgram loads a clone of the named template. For fentry and tp_btf,
-// attachTo names the target and desc is patched in; for kprobes both are
-// unused.
-func (o *objects) loadProgram(template, attachTo string, desc uint64, patch bool) (*ebpf.Program, error) {
+// attachTo names the target, inModule says whether it is in a kernel
+// module, and desc is patched in; for kprobes they are unused.
+//
+// Loads run in parallel, except those whose target is in a module: with
+// cilium/ebpf v0.22 a module's split BTF inflates types of the shared
+// vmlinux BTF without holding the vmlinux decoder's lock (btf/unmarshal.go,
+// inflateType: the split decoder calls base.inflateType directly, and the
+// deferred typeIDs write happens even for a cached type), which crashed a
+// 6.1 fentry --auto run with "concurrent map writes". Those loads take
+// btfMu exclusively; all others share it.
+func (o *objects) loadProgram(template, attachTo string, inModule bool, desc uint64, patch bool) (*ebpf.Program, error) {
 	gr, err := o.group(templateGroup(template))
 	if err != nil {
 		return nil, err
@@ -231,6 +240,13 @@ func (o *objects) loadProgram(template, attachTo string, desc uint64, patch bool
 		Types:     gs.Types,
 		ByteOrder: gs.ByteOrder,
 	}
+	if inModule {
+		o.btfMu.Lock()
+		defer o.btfMu.Unlock()
+	} else {
+		o.btfMu.RLock()
+		defer o.btfMu.RUnlock()
+	}
 	coll, err := ebpf.NewCollectionWithOptions(cs, ebpf.CollectionOptions{
 		MapReplacements: gr.maps,
 		Cache:           o.cache,
@@ -248,7 +264,7 @@ func (o *objects) loadKprobe(multi bool, pos int) (*ebpf.Program, error) {
 	if multi {
 		prefix = "kprobe_multi_"
 	}
-	return o.loadProgram(fmt.Sprintf("%sskb%d", prefix, pos), "", 0, false)
+	return o.loadProgram(fmt.Sprintf("%sskb%d", prefix, pos), "", false, 0, false)
 }
 
 // hasKfunc reports whether the kernel's BTF has the kfunc name (false if

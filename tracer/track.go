@@ -214,7 +214,7 @@ func (t *tracer) attachHelper(h helper, a *attachment) error {
 		if h.kind == helperClone {
 			tmpl, typ = "fexit_clone", ebpf.AttachTraceFExit
 		}
-		prog, err := t.objs.loadProgram(tmpl, h.name, h.desc, true)
+		prog, err := t.objs.loadProgram(tmpl, h.name, false, h.desc, true) // helpers are vmlinux functions
 		if err != nil {
 			return err
 		}
@@ -240,7 +240,7 @@ func (t *tracer) attachHelper(h helper, a *attachment) error {
 			entry, exit = "kprobe_multi_clone", "kretprobe_multi_clone"
 		}
 		for i, tmpl := range []string{entry, exit} {
-			prog, err := t.objs.loadProgram(tmpl, "", 0, false)
+			prog, err := t.objs.loadProgram(tmpl, "", false, 0, false)
 			if err != nil {
 				return err
 			}
