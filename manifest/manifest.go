@@ -315,10 +315,26 @@ func describe(n *yaml.Node) string {
 		case "!!str":
 			return fmt.Sprintf("the string %s", quoteShort(n.Value))
 		default:
-			return fmt.Sprintf("%s %s", strings.TrimPrefix(n.ShortTag(), "!!"), quoteShort(n.Value))
+			tag := n.ShortTag()
+			if t, ok := strings.CutPrefix(tag, "!!"); ok && isWord(t) {
+				return fmt.Sprintf("%s %s", t, quoteShort(n.Value))
+			}
+			// A tag of the user's own can hold anything, a newline too
+			// (fuzzing found "!\n"): quote it.
+			return fmt.Sprintf("a value tagged %s: %s", quoteShort(tag), quoteShort(n.Value))
 		}
 	}
 	return "something else"
+}
+
+// isWord reports whether s is a non-empty run of ASCII letters and digits.
+func isWord(s string) bool {
+	for _, r := range s {
+		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9') {
+			return false
+		}
+	}
+	return s != ""
 }
 
 func quoteShort(s string) string {
