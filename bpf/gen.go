@@ -7,7 +7,11 @@
 // programs it may load.
 package bpf
 
-import "github.com/cilium/ebpf"
+import (
+	"errors"
+
+	"github.com/cilium/ebpf"
+)
 
 //go:generate go tool bpf2go -cc clang -no-global-types -type event -target amd64 IpftraceTp ipftrace.c -- -I. -O2 -g -Wall -Werror -DPROGS_TP
 //go:generate go tool bpf2go -cc clang -no-global-types -target amd64 IpftraceFentry ipftrace.c -- -I. -O2 -g -Wall -Werror -DPROGS_FENTRY
@@ -61,8 +65,4 @@ func Load(g Group) (*ebpf.CollectionSpec, error) {
 // Event is the record the programs write to the ring buffer.
 type Event = IpftraceTpEvent
 
-var errUnknownGroup = errorString("bpf: unknown program group")
-
-type errorString string
-
-func (e errorString) Error() string { return string(e) }
+var errUnknownGroup = errors.New("bpf: unknown program group")

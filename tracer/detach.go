@@ -2,10 +2,10 @@ package tracer
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -44,20 +44,28 @@ func (t *tracer) detach(a *attachment) {
 		return
 	}
 	defer progress.Close()
-	closed := make(chan int, 1)
+	var n atomic.Int64 // links the detacher reported closed
+	exited := make(chan struct{})
 	go func() {
-		n, _ := io.Copy(io.Discard, progress) // EOF when the detacher exits
-		closed <- int(n)
+		defer close(exited) // EOF: the detacher exited
+		buf := make([]byte, 64)
+		for {
+			k, err := progress.Read(buf)
+			n.Add(int64(k))
+			if err != nil {
+				return
+			}
+		}
 	}()
 	timer := time.NewTimer(detachBudget)
 	defer timer.Stop()
 	select {
-	case n := <-closed:
-		if n < len(links) {
-			fmt.Fprintf(t.cfg.Stderr, "ipftrace: the detacher exited after closing %d of %d links; the kernel detaches the rest as their descriptors close\n", n, len(links))
+	case <-exited:
+		if done := n.Load(); done < int64(len(links)) {
+			fmt.Fprintf(t.cfg.Stderr, "ipftrace: the detacher exited after closing %d of %d links; the kernel detaches the rest as their descriptors close\n", done, len(links))
 		}
 	case <-timer.C:
-		fmt.Fprintf(t.cfg.Stderr, "ipftrace: detaching the remaining links in the background (%d in all)\n", len(links))
+		fmt.Fprintf(t.cfg.Stderr, "ipftrace: detaching the remaining %d of %d links in the background\n", len(links)-int(n.Load()), len(links))
 	}
 }
 
