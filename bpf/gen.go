@@ -32,34 +32,31 @@ const (
 // Groups lists every group.
 var Groups = []Group{Tracepoint, Fentry, Kprobe, KprobeMulti}
 
+// groups holds each group's name and loader, indexed by Group.
+var groups = [...]struct {
+	name string
+	load func() (*ebpf.CollectionSpec, error)
+}{
+	Tracepoint:  {"tracepoint", LoadIpftraceTp},
+	Fentry:      {"fentry", LoadIpftraceFentry},
+	Kprobe:      {"kprobe", LoadIpftraceKprobe},
+	KprobeMulti: {"kprobe-multi", LoadIpftraceKprobeMulti},
+}
+
 // String returns the group's name.
 func (g Group) String() string {
-	switch g {
-	case Tracepoint:
-		return "tracepoint"
-	case Fentry:
-		return "fentry"
-	case Kprobe:
-		return "kprobe"
-	case KprobeMulti:
-		return "kprobe-multi"
+	if g < 0 || int(g) >= len(groups) {
+		return "unknown"
 	}
-	return "unknown"
+	return groups[g].name
 }
 
 // Load parses the object of group g.
 func Load(g Group) (*ebpf.CollectionSpec, error) {
-	switch g {
-	case Tracepoint:
-		return LoadIpftraceTp()
-	case Fentry:
-		return LoadIpftraceFentry()
-	case Kprobe:
-		return LoadIpftraceKprobe()
-	case KprobeMulti:
-		return LoadIpftraceKprobeMulti()
+	if g < 0 || int(g) >= len(groups) {
+		return nil, errUnknownGroup
 	}
-	return nil, errUnknownGroup
+	return groups[g].load()
 }
 
 // Event is the record the programs write to the ring buffer.

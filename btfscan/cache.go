@@ -60,7 +60,7 @@ func ScanCached(opts Options, dir string) (res *Result, cached bool, err error) 
 		return res, false, err
 	}
 	path := filepath.Join(dir, "scan-"+key+".gob")
-	if res, ok := readCache(dir, path, opts); ok {
+	if res, ok := readCache(dir, path); ok {
 		return res, true, nil
 	}
 	res, err = Scan(opts)
@@ -127,16 +127,25 @@ func cacheKey(o Options) (string, error) {
 	return hex.EncodeToString(h.Sum(nil))[:32], nil
 }
 
-// private reports whether path is owned by this process's user and not
-// writable by group or others.
+// private reports whether the file described by info is owned by this
+// process's user and not writable by group or others.
 func private(info fs.FileInfo) bool {
 	st, ok := info.Sys().(*syscall.Stat_t)
 	return ok && int(st.Uid) == os.Geteuid() && info.Mode().Perm()&0o022 == 0
 }
 
+// privateDir reports whether dir is a directory (not a symlink to one) that
+// is private.
+func privateDir(dir string) bool {
+	info, err := os.Lstat(dir)
+	return err == nil && info.IsDir() && private(info)
+}
+
 // readCache returns the cached result at path, if there is a usable one.
-func readCache(dir, path string, opts Options) (*Result, bool) {
-	if info, err := os.Lstat(dir); err != nil || !info.IsDir() || !private(info) {
+// Only the running kernel's scan is cached (cacheable), so its BTF is at
+// DefaultBTFPath.
+func readCache(dir, path string) (*Result, bool) {
+	if !privateDir(dir) {
 		return nil, false
 	}
 	f, err := os.Open(path)
@@ -151,10 +160,6 @@ func readCache(dir, path string, opts Options) (*Result, bool) {
 	if err := gob.NewDecoder(f).Decode(&c); err != nil {
 		return nil, false
 	}
-	btfPath := opts.BTFPath
-	if btfPath == "" {
-		btfPath = DefaultBTFPath
-	}
 	return &Result{
 		Funcs:           c.Funcs,
 		Tracepoints:     c.Tracepoints,
@@ -162,7 +167,7 @@ func readCache(dir, path string, opts Options) (*Result, bool) {
 		FentryMaxArgs:   c.FentryMaxArgs,
 		FilterListKnown: c.FilterListKnown,
 		BlacklistKnown:  c.BlacklistKnown,
-		spec:            &lazySpec{path: btfPath},
+		spec:            &lazySpec{path: DefaultBTFPath},
 		drop:            dropReasons{m: c.Drop},
 	}, true
 }
@@ -176,7 +181,7 @@ func writeCache(dir, path string, res *Result) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return
 	}
-	if info, err := os.Lstat(dir); err != nil || !info.IsDir() || !private(info) {
+	if !privateDir(dir) {
 		return
 	}
 	var buf bytes.Buffer

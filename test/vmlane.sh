@@ -22,7 +22,7 @@ for b in "$@"; do
 	fi
 	if [ "$b" = kprobe ] && [[ " $* " == *" kprobe-multi "* ]]; then
 		skip="$skip|TestFilters"
-		why="$why; TestFilters runs with kprobe-multi (same program code)"
+		why="${why:+$why; }TestFilters runs with kprobe-multi (same program code)"
 	fi
 	echo "=== vmtest kernel $kernel backend $b${skip:+ (not run here: ${skip//|/, }: $why)}"
 	start=$(date +%s)

@@ -40,12 +40,11 @@ type objects struct {
 	maps  map[string]*ebpf.Map
 	cache *btf.Cache
 
-	consts constants
+	consts constants    // the run's load-time constants (consts.cast: the kernel has bpf_rdonly_cast)
 	btfMu  sync.RWMutex // held exclusively by loads that read module BTF (see loadProgram)
 	mu     sync.Mutex
 	groups map[bpf.Group]*group // prepared program groups, by first use
 
-	cast bool             // use_cast: the kernel has bpf_rdonly_cast
 	fill asm.Instructions // body of fill_data from the -m modules; nil: the compiled stub
 }
 
@@ -80,7 +79,7 @@ func newObjectsFor(f filter.Filter, fill asm.Instructions, track, validate bool,
 		return nil, fmt.Errorf("create BPF maps: %w", err)
 	}
 	return &objects{
-		spec: spec, maps: coll.Maps, cache: cache, consts: c, cast: c.cast, fill: fill,
+		spec: spec, maps: coll.Maps, cache: cache, consts: c, fill: fill,
 		groups: map[bpf.Group]*group{mapsGroup: {spec: spec, maps: coll.Maps}},
 	}, nil
 }
@@ -139,7 +138,7 @@ func (o *objects) group(g bpf.Group) (*group, error) {
 	if err := o.consts.apply(spec); err != nil {
 		return nil, fmt.Errorf("BPF object of the %v programs: %w", g, err)
 	}
-	prepare(spec, o.cast)
+	prepare(spec, o.consts.cast)
 	rodata, ok := spec.Maps[".rodata"]
 	if !ok {
 		return nil, fmt.Errorf("BPF object of the %v programs has no .rodata", g)

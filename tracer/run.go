@@ -147,7 +147,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	fmt.Fprintf(cfg.Stderr, "%s in %.2fs\n", summary, time.Since(start).Seconds())
 	if cfg.Verbose {
-		if !objs.cast {
+		if !objs.consts.cast {
 			t.verbosef("no bpf_rdonly_cast in this kernel (before 6.2): packet headers are read with probe reads")
 		}
 		for _, s := range att.skipped {
