@@ -24,9 +24,7 @@ const (
 	IpftraceKprobeMultiProgKprobeMultiSkb1     = "kprobe_multi_skb1"
 	IpftraceKprobeMultiProgKprobeMultiSkb2     = "kprobe_multi_skb2"
 	IpftraceKprobeMultiProgKprobeMultiSkb3     = "kprobe_multi_skb3"
-	IpftraceKprobeMultiProgKprobeMultiSkb4     = "kprobe_multi_skb4"
-	IpftraceKprobeMultiProgKprobeMultiSkb5     = "kprobe_multi_skb5"
-	IpftraceKprobeMultiProgKprobeMultiSkb6     = "kprobe_multi_skb6"
+	IpftraceKprobeMultiProgKprobeMultiSkbAny   = "kprobe_multi_skb_any"
 	IpftraceKprobeMultiProgKretprobeMultiClone = "kretprobe_multi_clone"
 	IpftraceKprobeMultiVarEventTypeAnchor      = "event_type_anchor"
 	IpftraceKprobeMultiVarF_daddr              = "f_daddr"
@@ -97,9 +95,7 @@ type IpftraceKprobeMultiProgramSpecs struct {
 	KprobeMultiSkb1     *ebpf.ProgramSpec `ebpf:"kprobe_multi_skb1"`
 	KprobeMultiSkb2     *ebpf.ProgramSpec `ebpf:"kprobe_multi_skb2"`
 	KprobeMultiSkb3     *ebpf.ProgramSpec `ebpf:"kprobe_multi_skb3"`
-	KprobeMultiSkb4     *ebpf.ProgramSpec `ebpf:"kprobe_multi_skb4"`
-	KprobeMultiSkb5     *ebpf.ProgramSpec `ebpf:"kprobe_multi_skb5"`
-	KprobeMultiSkb6     *ebpf.ProgramSpec `ebpf:"kprobe_multi_skb6"`
+	KprobeMultiSkbAny   *ebpf.ProgramSpec `ebpf:"kprobe_multi_skb_any"`
 	KretprobeMultiClone *ebpf.ProgramSpec `ebpf:"kretprobe_multi_clone"`
 }
 
@@ -210,9 +206,7 @@ type IpftraceKprobeMultiPrograms struct {
 	KprobeMultiSkb1     *ebpf.Program `ebpf:"kprobe_multi_skb1"`
 	KprobeMultiSkb2     *ebpf.Program `ebpf:"kprobe_multi_skb2"`
 	KprobeMultiSkb3     *ebpf.Program `ebpf:"kprobe_multi_skb3"`
-	KprobeMultiSkb4     *ebpf.Program `ebpf:"kprobe_multi_skb4"`
-	KprobeMultiSkb5     *ebpf.Program `ebpf:"kprobe_multi_skb5"`
-	KprobeMultiSkb6     *ebpf.Program `ebpf:"kprobe_multi_skb6"`
+	KprobeMultiSkbAny   *ebpf.Program `ebpf:"kprobe_multi_skb_any"`
 	KretprobeMultiClone *ebpf.Program `ebpf:"kretprobe_multi_clone"`
 }
 
@@ -222,9 +216,7 @@ func (p *IpftraceKprobeMultiPrograms) Close() error {
 		p.KprobeMultiSkb1,
 		p.KprobeMultiSkb2,
 		p.KprobeMultiSkb3,
-		p.KprobeMultiSkb4,
-		p.KprobeMultiSkb5,
-		p.KprobeMultiSkb6,
+		p.KprobeMultiSkbAny,
 		p.KretprobeMultiClone,
 	)
 }

@@ -19,7 +19,7 @@ import (
 const DefaultCacheDir = "/run/ipftrace"
 
 // cacheFormat changes whenever cacheFile or the meaning of its fields does.
-const cacheFormat = "ipftrace-scan-1"
+const cacheFormat = "ipftrace-scan-2"
 
 // cacheFile is what ScanCached stores: a Result without its lazily loaded
 // BTF (which is read from the BTF path again on demand).
@@ -76,7 +76,7 @@ func ScanCached(opts Options, dir string) (res *Result, cached bool, err error) 
 func cacheable(o Options) bool {
 	return (o.BTFPath == "" || o.BTFPath == DefaultBTFPath) &&
 		(o.ModulesDir == "" || o.ModulesDir == DefaultModulesDir) &&
-		o.FilterFunctions == "" && o.KprobeBlacklist == "" && !o.IgnoreTraceFS
+		o.FilterFunctions == "" && o.KprobeBlacklist == "" && o.Kallsyms == "" && !o.IgnoreTraceFS
 }
 
 // cacheKey hashes everything a scan of the running kernel depends on.

@@ -58,8 +58,12 @@ type Options struct {
 	// the debugfs default location. Listed functions lose kprobe backends.
 	KprobeBlacklist string
 	// IgnoreTraceFS skips the tracefs and debugfs lists entirely, e.g. for a
-	// BTF file that does not describe the running kernel.
+	// BTF file that does not describe the running kernel. It also leaves
+	// the functions' addresses unset.
 	IgnoreTraceFS bool
+	// Kallsyms is the file the functions' addresses are read from; empty
+	// means DefaultKallsyms.
+	Kallsyms string
 }
 
 // Scan reads BTF and returns every skb function and skb tracepoint in it.
@@ -125,6 +129,13 @@ func Scan(opts Options) (*Result, error) {
 	res.FilterListKnown, res.BlacklistKnown = l.traceableKnown, l.blacklist != nil
 
 	res.Funcs = s.resolve(maxArgs, l)
+	if !opts.IgnoreTraceFS {
+		ks := opts.Kallsyms
+		if ks == "" {
+			ks = DefaultKallsyms
+		}
+		setAddrs(res.Funcs, ks)
+	}
 	res.Tracepoints = sortedValues(s.tps, func(t Tracepoint) string { return t.Name })
 	return res, nil
 }

@@ -33,7 +33,13 @@ func diffScan(t *testing.T, opts Options) *Result {
 	if len(got.Tracepoints) != len(want.Tracepoints) {
 		t.Errorf("%d tracepoints, reference has %d", len(got.Tracepoints), len(want.Tracepoints))
 	}
-	diffEntries(t, "func", got.Funcs, want.Funcs, func(f Func) string { return f.Name })
+	// The reference scans BTF only; addresses come from kallsyms
+	// (TestSetAddrs, and TestDiffHost checks that a host scan has them).
+	funcs := slices.Clone(got.Funcs)
+	for i := range funcs {
+		funcs[i].Addr = 0
+	}
+	diffEntries(t, "func", funcs, want.Funcs, func(f Func) string { return f.Name })
 	diffEntries(t, "tracepoint", got.Tracepoints, want.Tracepoints, func(tp Tracepoint) string { return tp.Name })
 	if !slices.Equal(got.Modules, want.Modules) {
 		t.Errorf("modules %v, reference %v", got.Modules, want.Modules)
@@ -82,6 +88,33 @@ func TestDiffHost(t *testing.T) {
 	requireVmlinux(t)
 	res := diffScan(t, Options{Kmods: true})
 	t.Logf("%d funcs, %d tracepoints, %d modules identical", len(res.Funcs), len(res.Tracepoints), len(res.Modules))
+	if os.Geteuid() == 0 {
+		// As root, a vmlinux function has an address if and only if
+		// kallsyms has a text symbol of exactly its name.
+		raw, err := os.ReadFile(DefaultKallsyms)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := map[string]bool{}
+		for _, line := range strings.Split(string(raw), "\n") {
+			if f := strings.Fields(line); len(f) == 3 && (f[1] == "t" || f[1] == "T") {
+				text[f[2]] = true
+			}
+		}
+		n := 0
+		for _, f := range res.Funcs {
+			if f.Module != "" {
+				continue
+			}
+			if (f.Addr != 0) != text[f.Name] {
+				t.Errorf("%s: address %#x, kallsyms has the symbol: %v", f.Name, f.Addr, text[f.Name])
+			}
+			if f.Addr != 0 {
+				n++
+			}
+		}
+		t.Logf("%d functions with an address", n)
+	}
 	for _, max := range []int{6, 12} {
 		diffScan(t, Options{Kmods: true, FentryMaxArgs: max, IgnoreTraceFS: true})
 	}

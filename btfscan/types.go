@@ -54,6 +54,7 @@ type Func struct {
 	NumArgs  int      // number of parameters
 	Module   string   // kernel module, "" for vmlinux
 	Backends Backends // mechanisms that can attach to it
+	Addr     uint64   // address of its (first) symbol in kallsyms; 0: unknown or hidden
 }
 
 // Tracepoint is a raw tracepoint whose arguments include a struct sk_buff pointer.

@@ -128,6 +128,7 @@ func funcTarget(fn btfscan.Func, skbPos int, egress bool) tracer.Target {
 		Module:  fn.Module,
 		Egress:  egress,
 		Reach:   fn.Backends,
+		Addr:    fn.Addr,
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 
 	"github.com/ipftrace/ipftrace/internal/phase"
 )
@@ -212,32 +213,44 @@ func (t *tracer) attachOneTracing(id int, a *attachment) {
 // errPosition marks a target whose skb argument the backend cannot read.
 var errPosition = errors.New("skb argument out of reach")
 
-// attachKprobeMulti attaches one kprobe-multi link per skb position, with
-// each function's descriptor as its cookie. If the kernel refuses a set, it
-// is split in halves until the functions it refuses are found and skipped.
+// errNoSymbol marks a function that has no kallsyms symbol of its name.
+var errNoSymbol = fmt.Errorf("no symbol of this name in kallsyms: %w", unix.ENOENT)
+
+// attachKprobeMulti attaches the functions with one kprobe-multi link per
+// program, each function's descriptor as its cookie: skb positions 1..3
+// have a program each, 4..6 share one that reads the position from the
+// cookie. Each link costs the kernel a pass over every traceable function
+// to attach and another to detach. If the kernel refuses a set, it is split
+// in halves until the functions it refuses are found and skipped.
 func (t *tracer) attachKprobeMulti(ctx context.Context, a *attachment, p *progress) error {
-	byPos := map[int][]int{}
+	// With addresses from the scan, a function without one has no symbol of
+	// its name (only compiler clones such as validate_xmit_skb.isra.0, whose
+	// arguments may differ from its BTF): by name, the kernel would refuse
+	// it as well.
+	byAddr := slices.ContainsFunc(t.targets, func(tg Target) bool { return tg.Addr != 0 })
+	sets := make([][]int, multiOwnProgs+1) // by program: positions 1..3, then the rest
 	for id, tg := range t.targets {
-		if !reaches(BackendKprobeMulti, tg) {
+		switch {
+		case !reaches(BackendKprobeMulti, tg):
 			a.addSkip(tg.Name, errPosition)
 			p.step()
+		case byAddr && tg.Addr == 0:
+			a.addSkip(tg.Name, errNoSymbol)
+			p.step()
+		default:
+			i := min(tg.slot(), multiOwnProgs+1) - 1
+			sets[i] = append(sets[i], id)
+		}
+	}
+	for i, ids := range sets {
+		if len(ids) == 0 {
 			continue
 		}
-		byPos[tg.slot()] = append(byPos[tg.slot()], id)
-	}
-	positions := make([]int, 0, len(byPos))
-	for pos := range byPos {
-		positions = append(positions, pos)
-	}
-	slices.Sort(positions)
-	for _, pos := range positions {
-		prog, err := t.objs.loadKprobe(true, pos)
+		prog, err := t.objs.kprobeProgram(true, i+1)
 		if err != nil {
-			return fmt.Errorf("load kprobe-multi program for skb position %d: %w", pos, err)
+			return fmt.Errorf("load kprobe-multi program: %w", err)
 		}
-		err = t.attachMultiSet(ctx, prog, byPos[pos], a, p)
-		prog.Close()
-		if err != nil {
+		if err := t.attachMultiSet(ctx, prog, ids, a, p); err != nil {
 			return err
 		}
 	}
@@ -252,12 +265,14 @@ func (t *tracer) attachMultiSet(ctx context.Context, prog *ebpf.Program, ids []i
 		return nil
 	}
 	syms := make([]string, len(ids))
+	addrs := make([]uint64, len(ids))
 	cookies := make([]uint64, len(ids))
 	for i, id := range ids {
 		syms[i] = t.targets[id].Name
+		addrs[i] = t.targets[id].Addr
 		cookies[i] = t.desc(id)
 	}
-	l, err := link.KprobeMulti(prog, link.KprobeMultiOptions{Symbols: syms, Cookies: cookies})
+	l, err := kprobeMulti(prog, syms, addrs, cookies, false)
 	if err == nil {
 		a.addLink(l)
 		for range ids {
@@ -280,17 +295,37 @@ func (t *tracer) attachMultiSet(ctx context.Context, prog *ebpf.Program, ids []i
 	return t.attachMultiSet(ctx, prog, ids[half:], a, p)
 }
 
+// kprobeMulti attaches prog to the functions in one kprobe-multi (ret:
+// kretprobe-multi) link, each with its cookie. It names them by address if
+// every one has one (the scan read them from kallsyms): by symbol, the
+// kernel walks its whole symbol table once per link, which was a third of
+// the attach time under emulation. If the kernel refuses the addresses (the
+// first of two static functions of the same name may not be traceable) it
+// tries the names, with which the kernel picks the first that is.
+func kprobeMulti(prog *ebpf.Program, syms []string, addrs, cookies []uint64, ret bool) (link.Link, error) {
+	attach := link.KprobeMulti
+	if ret {
+		attach = link.KretprobeMulti
+	}
+	if !slices.Contains(addrs, 0) {
+		a := make([]uintptr, len(addrs))
+		for i, v := range addrs {
+			a[i] = uintptr(v)
+		}
+		l, err := attach(prog, link.KprobeMultiOptions{Addresses: a, Cookies: cookies})
+		if err == nil || errors.Is(err, ebpf.ErrNotSupported) {
+			return l, err
+		}
+	}
+	return attach(prog, link.KprobeMultiOptions{Symbols: syms, Cookies: cookies})
+}
+
 // attachKprobes attaches one kprobe per function, with its descriptor as the
 // cookie; the six per-position programs are shared by all functions.
 func (t *tracer) attachKprobes(ctx context.Context, a *attachment, p *progress) error {
 	progs := map[int]*ebpf.Program{}
-	defer func() {
-		for _, prog := range progs {
-			prog.Close()
-		}
-	}()
 	for pos := 1; pos <= maxKprobeArg; pos++ {
-		prog, err := t.objs.loadKprobe(false, pos)
+		prog, err := t.objs.kprobeProgram(false, pos)
 		if err != nil {
 			return fmt.Errorf("load kprobe program for skb position %d: %w", pos, err)
 		}

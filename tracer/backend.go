@@ -156,16 +156,18 @@ func (t *tracer) probeBackend(name string) error {
 		if !ok {
 			return errors.New("no function with its skb in the first 6 arguments")
 		}
-		prog, err := t.objs.loadKprobe(name == BackendKprobeMulti, f.slot())
+		prog, err := t.objs.kprobeProgram(name == BackendKprobeMulti, f.slot()) // kept for the attach
 		if err != nil {
 			return err
 		}
-		defer prog.Close()
+		// Quiet, with the skb's position: a packet that meets the probe
+		// emits no event under a function ID that is not its own.
+		cookie := descQuiet | uint64(f.slot())<<48
 		var l link.Link
 		if name == BackendKprobeMulti {
-			l, err = link.KprobeMulti(prog, link.KprobeMultiOptions{Symbols: []string{f.Name}, Cookies: []uint64{0}})
+			l, err = kprobeMulti(prog, []string{f.Name}, []uint64{f.Addr}, []uint64{cookie}, false)
 		} else {
-			l, err = link.Kprobe(f.Name, prog, &link.KprobeOptions{Cookie: 0})
+			l, err = link.Kprobe(f.Name, prog, &link.KprobeOptions{Cookie: cookie})
 		}
 		if err != nil {
 			if _, serr := os.Stat("/sys/bus/event_source/devices/kprobe"); serr != nil && !errors.Is(err, unix.EPERM) {

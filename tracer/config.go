@@ -22,6 +22,7 @@ type Target struct {
 	Tracepoint bool             // a raw tracepoint rather than a function
 	Egress     bool             // a journey ends when it reaches this target
 	Reach      btfscan.Backends // backends that can attach to it, from the scan (0: decide by position alone)
+	Addr       uint64           // its address (kallsyms), for kprobe-multi; 0: attach by name
 }
 
 // slot returns the 8-byte argument slot the skb is read from.

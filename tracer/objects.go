@@ -20,7 +20,9 @@ import (
 const descMarker = 0x1badc0de5eedf00d
 
 // descriptor packs a function ID and the position of its drop-reason
-// argument (0: none) the way the BPF side unpacks them.
+// argument (0: none) the way the BPF side unpacks them. tracer.desc adds
+// the flags below, the socket argument's position (bits 44..47) and the
+// skb's (bits 48..51, read by kprobe_multi_skb_any).
 func descriptor(id uint32, reasonPos int) uint64 {
 	return uint64(id) | uint64(reasonPos&0xff)<<32
 }
@@ -46,6 +48,9 @@ type objects struct {
 	groups map[bpf.Group]*group // prepared program groups, by first use
 
 	fill asm.Instructions // body of fill_data from the -m modules; nil: the compiled stub
+
+	progMu sync.Mutex
+	progs  map[string]*ebpf.Program // shared programs, by template (sharedProgram)
 }
 
 // newObjects loads the collection spec, sets the filter and tracking
@@ -178,8 +183,15 @@ type group struct {
 	maps map[string]*ebpf.Map
 }
 
-// Close releases the maps. Loaded programs and links keep their own references.
+// Close releases the maps and the shared programs. Links keep their own
+// references.
 func (o *objects) Close() {
+	o.progMu.Lock()
+	for _, p := range o.progs {
+		p.Close()
+	}
+	o.progs = nil
+	o.progMu.Unlock()
 	for _, m := range o.maps {
 		m.Close()
 	}
@@ -257,13 +269,42 @@ func (o *objects) loadProgram(template, attachTo string, inModule bool, desc uin
 	return coll.DetachProgram(template), nil
 }
 
-// loadKprobe loads the kprobe (or kprobe-multi) program for skb position pos.
-func (o *objects) loadKprobe(multi bool, pos int) (*ebpf.Program, error) {
-	prefix := "kprobe_"
-	if multi {
-		prefix = "kprobe_multi_"
+// multiOwnProgs is how many skb positions (1..) have a kprobe-multi program
+// of their own; the others share kprobe_multi_skb_any (see bpf/ipftrace.c).
+const multiOwnProgs = 3
+
+// kprobeProgram returns the kprobe or kprobe-multi program for skb position
+// pos. It is shared: see sharedProgram.
+func (o *objects) kprobeProgram(multi bool, pos int) (*ebpf.Program, error) {
+	name := fmt.Sprintf("kprobe_skb%d", pos)
+	switch {
+	case multi && pos <= multiOwnProgs:
+		name = fmt.Sprintf("kprobe_multi_skb%d", pos)
+	case multi:
+		name = "kprobe_multi_skb_any"
 	}
-	return o.loadProgram(fmt.Sprintf("%sskb%d", prefix, pos), "", false, 0, false)
+	return o.sharedProgram(name)
+}
+
+// sharedProgram returns the program of a template that takes everything
+// per function from the attach cookie (the kprobe templates), loaded on
+// first use: the backend probe, the targets and the tracking helpers all
+// attach the same program. Close closes it; callers must not.
+func (o *objects) sharedProgram(template string) (*ebpf.Program, error) {
+	o.progMu.Lock()
+	defer o.progMu.Unlock()
+	if p, ok := o.progs[template]; ok {
+		return p, nil
+	}
+	p, err := o.loadProgram(template, "", false, 0, false)
+	if err != nil {
+		return nil, err
+	}
+	if o.progs == nil {
+		o.progs = map[string]*ebpf.Program{}
+	}
+	o.progs[template] = p
+	return p, nil
 }
 
 // hasKfunc reports whether the kernel's BTF has the kfunc name (false if

@@ -179,10 +179,15 @@ func TestTemplates(t *testing.T) {
 		}
 	}
 	for pos := 1; pos <= maxKprobeArg; pos++ {
-		for _, name := range []string{fmt.Sprintf("kprobe_skb%d", pos), fmt.Sprintf("kprobe_multi_skb%d", pos), tpTemplate(Target{SkbPos: pos})} {
+		for _, name := range []string{fmt.Sprintf("kprobe_skb%d", pos), tpTemplate(Target{SkbPos: pos})} {
 			if _, ok := spec.Programs[name]; !ok {
 				t.Errorf("no template %s", name)
 			}
+		}
+	}
+	for _, name := range []string{"kprobe_multi_skb1", "kprobe_multi_skb2", "kprobe_multi_skb3", "kprobe_multi_skb_any", "kprobe_multi_clone", "kretprobe_multi_clone"} {
+		if _, ok := spec.Programs[name]; !ok {
+			t.Errorf("no template %s", name)
 		}
 	}
 	if got := tpTemplate(Target{Name: "kfree_skb", SkbPos: 1, NumArgs: 4}); got != "tp_kfree_skb" {

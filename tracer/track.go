@@ -119,7 +119,7 @@ func (t *tracer) desc(id int) uint64 {
 	if t.cfg.NoTrack || sock > tg.NumArgs || sock > 6 {
 		sock = 0
 	}
-	return descriptor(uint32(id), reason) | uint64(sock)<<44 | descFlags(tg.Name, tg.Tracepoint)
+	return descriptor(uint32(id), reason) | uint64(sock)<<44 | uint64(tg.slot()&0xf)<<48 | descFlags(tg.Name, tg.Tracepoint)
 }
 
 // helperKind says what a helper program does.
@@ -137,6 +137,7 @@ type helper struct {
 	name string
 	id   int
 	desc uint64
+	addr uint64 // its address (kallsyms), 0 if unknown
 }
 
 // planHelpers picks the tracking helpers for the chosen backend. It returns
@@ -161,8 +162,10 @@ func (t *tracer) planHelpers() string {
 	}
 	next := len(t.targets)
 	add := func(kind helperKind, name string, flags uint64) {
+		fn, _ := t.cfg.Scan.Func(name)
 		t.helpers = append(t.helpers, helper{kind: kind, name: name, id: next,
-			desc: descriptor(uint32(next), 0) | flags})
+			desc: descriptor(uint32(next), 0) | flags | 1<<48, // the skb is argument 1
+			addr: fn.Addr})
 		next++
 	}
 	var forget, clones []string
@@ -194,17 +197,94 @@ func (t *tracer) planHelpers() string {
 // attached weakens tracking but does not stop tracing: it is reported.
 func (t *tracer) attachHelpers(a *attachment) {
 	var failed []string
-	for _, h := range t.helpers {
-		if err := t.attachHelper(h, a); err != nil {
-			failed = append(failed, fmt.Sprintf("%s (%s)", h.name, describeErr(err)))
-			if t.cfg.Verbose {
-				t.verbosef("tracking helper %s: %v", h.name, err)
+	seen := map[string]bool{}
+	fail := func(name string, err error) {
+		if t.cfg.Verbose {
+			t.verbosef("tracking helper %s: %v", name, err)
+		}
+		if !seen[name] {
+			seen[name] = true
+			failed = append(failed, fmt.Sprintf("%s (%s)", name, describeErr(err)))
+		}
+	}
+	if t.backend == BackendKprobeMulti {
+		t.attachMultiHelpers(a, fail)
+	} else {
+		for _, h := range t.helpers {
+			if err := t.attachHelper(h, a); err != nil {
+				fail(h.name, err)
 			}
 		}
 	}
 	if len(failed) > 0 {
 		fmt.Fprintf(t.cfg.Stderr, "ipftrace: tracking: could not attach %s; clones or frees there are not seen\n", strings.Join(failed, ", "))
 	}
+}
+
+// attachMultiHelpers attaches the helpers with kprobe-multi in at most
+// three links (the forget helpers; the clone functions' entries; their
+// returns), as attachKprobeMulti does the targets. A set the kernel refuses
+// is attached helper by helper, so that the report names the ones that
+// failed.
+func (t *tracer) attachMultiHelpers(a *attachment, fail func(string, error)) {
+	var forget, clones []helper
+	for _, h := range t.helpers {
+		if h.kind == helperForget {
+			forget = append(forget, h)
+		} else {
+			clones = append(clones, h)
+		}
+	}
+	for _, set := range []struct {
+		template string
+		ret      bool
+		hs       []helper
+	}{
+		{"kprobe_multi_skb1", false, forget},
+		{"kprobe_multi_clone", false, clones},
+		{"kretprobe_multi_clone", true, clones},
+	} {
+		if len(set.hs) == 0 {
+			continue
+		}
+		prog, err := t.objs.sharedProgram(set.template)
+		if err == nil {
+			err = multiHelperLink(prog, set.hs, set.ret, a)
+		}
+		if err == nil {
+			continue
+		}
+		if len(set.hs) == 1 || prog == nil {
+			for _, h := range set.hs {
+				fail(h.name, err)
+			}
+			continue
+		}
+		for _, h := range set.hs {
+			if err := multiHelperLink(prog, []helper{h}, set.ret, a); err != nil {
+				fail(h.name, err)
+			}
+		}
+	}
+}
+
+// multiHelperLink attaches prog to the helpers' functions in one
+// kprobe-multi (ret: kretprobe-multi) link, each helper's descriptor as its
+// cookie.
+func multiHelperLink(prog *ebpf.Program, hs []helper, ret bool, a *attachment) error {
+	var syms []string
+	var addrs, cookies []uint64
+	for _, h := range hs {
+		syms = append(syms, h.name)
+		addrs = append(addrs, h.addr)
+		cookies = append(cookies, h.desc)
+	}
+	l, err := kprobeMulti(prog, syms, addrs, cookies, ret)
+	if err != nil {
+		return err
+	}
+	a.addLink(l)
+	return nil
 }
 
 func (t *tracer) attachHelper(h helper, a *attachment) error {
@@ -225,54 +305,30 @@ func (t *tracer) attachHelper(h helper, a *attachment) error {
 		}
 		a.addLink(l)
 		return nil
-	case BackendKprobeMulti, BackendKprobe:
-		multi := t.backend == BackendKprobeMulti
-		if h.kind == helperForget {
-			prog, err := t.objs.loadKprobe(multi, 1)
-			if err != nil {
-				return err
-			}
-			defer prog.Close()
-			return t.attachKprobeHelper(prog, h, false, multi, a)
+	case BackendKprobe:
+		tmpls := []string{"kprobe_skb1"}
+		if h.kind == helperClone {
+			tmpls = []string{"kprobe_clone", "kretprobe_clone"}
 		}
-		entry, exit := "kprobe_clone", "kretprobe_clone"
-		if multi {
-			entry, exit = "kprobe_multi_clone", "kretprobe_multi_clone"
-		}
-		for i, tmpl := range []string{entry, exit} {
-			prog, err := t.objs.loadProgram(tmpl, "", false, 0, false)
+		for i, tmpl := range tmpls {
+			prog, err := t.objs.sharedProgram(tmpl)
 			if err != nil {
 				return err
 			}
-			err = t.attachKprobeHelper(prog, h, i == 1, multi, a)
-			prog.Close()
+			var l link.Link
+			if i == 1 {
+				l, err = link.Kretprobe(h.name, prog, &link.KprobeOptions{Cookie: h.desc})
+			} else {
+				l, err = link.Kprobe(h.name, prog, &link.KprobeOptions{Cookie: h.desc})
+			}
 			if err != nil {
 				return err
 			}
+			a.addLink(l)
 		}
 		return nil
 	}
 	return fmt.Errorf("no tracking helpers for backend %s", t.backend)
-}
-
-func (t *tracer) attachKprobeHelper(prog *ebpf.Program, h helper, ret, multi bool, a *attachment) error {
-	var l link.Link
-	var err error
-	switch {
-	case multi && ret:
-		l, err = link.KretprobeMulti(prog, link.KprobeMultiOptions{Symbols: []string{h.name}, Cookies: []uint64{h.desc}})
-	case multi:
-		l, err = link.KprobeMulti(prog, link.KprobeMultiOptions{Symbols: []string{h.name}, Cookies: []uint64{h.desc}})
-	case ret:
-		l, err = link.Kretprobe(h.name, prog, &link.KprobeOptions{Cookie: h.desc})
-	default:
-		l, err = link.Kprobe(h.name, prog, &link.KprobeOptions{Cookie: h.desc})
-	}
-	if err != nil {
-		return err
-	}
-	a.addLink(l)
-	return nil
 }
 
 // trackStats reports what tracking could not keep: skbs the track table had

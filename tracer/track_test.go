@@ -30,7 +30,7 @@ func TestDescFlags(t *testing.T) {
 	}
 }
 
-func TestDescSockArg(t *testing.T) {
+func TestDescArgs(t *testing.T) {
 	tr := &tracer{targets: []Target{
 		{Name: "__tcp_transmit_skb", SkbPos: 2, NumArgs: 5},
 		{Name: "tcp_sendmsg_locked", SkbPos: 3, NumArgs: 4, Tracepoint: true},
@@ -43,6 +43,11 @@ func TestDescSockArg(t *testing.T) {
 		}
 		if got := uint32(tr.desc(id)); got != uint32(id) {
 			t.Errorf("%s: function ID %d, want %d", tr.targets[id].Name, got, id)
+		}
+	}
+	for id, want := range []uint64{2, 3, 1, 2} {
+		if got := tr.desc(id) >> 48 & 0xf; got != want {
+			t.Errorf("%s: skb argument %d, want %d", tr.targets[id].Name, got, want)
 		}
 	}
 	if got := tr.desc(3) >> 32 & 0xff; got != 3 {
