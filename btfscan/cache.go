@@ -19,7 +19,7 @@ import (
 const DefaultCacheDir = "/run/ipftrace"
 
 // cacheFormat changes whenever cacheFile or the meaning of its fields does.
-const cacheFormat = "ipftrace-scan-2"
+const cacheFormat = "ipftrace-scan-3"
 
 // cacheFile is what ScanCached stores: a Result without its lazily loaded
 // BTF (which is read from the BTF path again on demand).
@@ -31,6 +31,7 @@ type cacheFile struct {
 	FilterListKnown bool
 	BlacklistKnown  bool
 	Drop            map[uint64]string
+	CORE            *CORE
 }
 
 // ScanCached is Scan for the running kernel, with the result cached in dir
@@ -82,7 +83,7 @@ func cacheable(o Options) bool {
 // cacheKey hashes everything a scan of the running kernel depends on.
 func cacheKey(o Options) (string, error) {
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\nkmods=%v maxargs=%d\n", cacheFormat, o.Kmods, o.FentryMaxArgs)
+	fmt.Fprintf(h, "%s\nkmods=%v maxargs=%d core=%q kfuncs=%q\n", cacheFormat, o.Kmods, o.FentryMaxArgs, o.CORETypes, o.Kfuncs)
 	exe, err := os.Executable()
 	if err != nil {
 		return "", err
@@ -167,6 +168,7 @@ func readCache(dir, path string) (*Result, bool) {
 		FentryMaxArgs:   c.FentryMaxArgs,
 		FilterListKnown: c.FilterListKnown,
 		BlacklistKnown:  c.BlacklistKnown,
+		CORE:            c.CORE,
 		spec:            &lazySpec{path: DefaultBTFPath},
 		drop:            dropReasons{m: c.Drop},
 	}, true
@@ -188,7 +190,7 @@ func writeCache(dir, path string, res *Result) {
 	c := cacheFile{
 		Funcs: res.Funcs, Tracepoints: res.Tracepoints, Modules: res.Modules,
 		FentryMaxArgs: res.FentryMaxArgs, FilterListKnown: res.FilterListKnown,
-		BlacklistKnown: res.BlacklistKnown, Drop: res.drop.m,
+		BlacklistKnown: res.BlacklistKnown, Drop: res.drop.m, CORE: res.CORE,
 	}
 	if err := gob.NewEncoder(&buf).Encode(&c); err != nil {
 		return

@@ -64,6 +64,11 @@ type Options struct {
 	// Kallsyms is the file the functions' addresses are read from; empty
 	// means DefaultKallsyms.
 	Kallsyms string
+	// CORETypes names the kernel types BPF programs relocate against
+	// (CO-RE), and Kfuncs the kernel functions they call: with either set,
+	// Scan fills Result.CORE from the BTF (parsed with cilium/ebpf: it
+	// costs what loading the programs without it would, once).
+	CORETypes, Kfuncs []string
 }
 
 // Scan reads BTF and returns every skb function and skb tracepoint in it.
@@ -137,6 +142,12 @@ func Scan(opts Options) (*Result, error) {
 		setAddrs(res.Funcs, ks)
 	}
 	res.Tracepoints = sortedValues(s.tps, func(t Tracepoint) string { return t.Name })
+	if len(opts.CORETypes) > 0 || len(opts.Kfuncs) > 0 {
+		// Without it, loads read the kernel's BTF themselves.
+		if spec, err := res.BTF(); err == nil {
+			res.CORE, _ = buildCORE(spec, opts.CORETypes, opts.Kfuncs)
+		}
+	}
 	return res, nil
 }
 

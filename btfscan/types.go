@@ -73,6 +73,7 @@ type Result struct {
 	FentryMaxArgs   int          // argument slots a trampoline supports on this kernel
 	FilterListKnown bool         // available_filter_functions was readable and applied
 	BlacklistKnown  bool         // the kprobe blacklist was readable and applied
+	CORE            *CORE        // the kernel types and kfuncs of Options.CORETypes and Kfuncs; nil without
 
 	spec *lazySpec   // the vmlinux BTF, loaded on first use by BTF
 	drop dropReasons // enum skb_drop_reason of vmlinux

@@ -181,9 +181,13 @@ func scanOptions(o *Options) btfscan.Options {
 	opts := btfscan.Options{BTFPath: o.BTF, Kmods: !o.NoKmods}
 	if o.BTF != "" && o.BTF != btfscan.DefaultBTFPath {
 		// A BTF file other than the running kernel's: the kernel's lists of
-		// traceable functions do not describe it.
+		// traceable functions do not describe it, nor do its types the
+		// programs' (loads read the running kernel's BTF).
 		opts.IgnoreTraceFS = true
+		return opts
 	}
+	// The same options for every command, so that they share the cache.
+	opts.CORETypes, opts.Kfuncs = tracer.CORETypes, tracer.Kfuncs
 	return opts
 }
 

@@ -26,7 +26,7 @@ func TestGroupConstants(t *testing.T) {
 		Sport: -1,
 		Dport: 53,
 	}
-	o, err := newObjectsFor(f, nil, true, true, sharedBTF())
+	o, err := newObjectsFor(f, nil, true, true, sharedBTF(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,7 @@ func BenchmarkLoadClone(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("BenchmarkLoadClone: needs root to load BPF programs")
 	}
-	o, err := newObjects(filter.Any(), nil, true, btf.NewCache())
+	o, err := newObjects(filter.Any(), nil, true, btf.NewCache(), nil)
 	if err != nil {
 		b.Fatal(err)
 	}

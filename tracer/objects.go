@@ -12,6 +12,7 @@ import (
 	"github.com/cilium/ebpf/btf"
 
 	"github.com/ipftrace/ipftrace/bpf"
+	"github.com/ipftrace/ipftrace/btfscan"
 	"github.com/ipftrace/ipftrace/filter"
 )
 
@@ -42,10 +43,12 @@ type objects struct {
 	maps  map[string]*ebpf.Map
 	cache *btf.Cache
 
-	consts constants    // the run's load-time constants (consts.cast: the kernel has bpf_rdonly_cast)
-	btfMu  sync.RWMutex // held exclusively by loads that read module BTF (see loadProgram)
-	mu     sync.Mutex
-	groups map[bpf.Group]*group // prepared program groups, by first use
+	consts   constants     // the run's load-time constants (consts.cast: the kernel has bpf_rdonly_cast)
+	core     *btfscan.CORE // the scan's kernel types and kfuncs; nil: cilium/ebpf reads the kernel's BTF
+	coreSpec *btf.Spec     // core.BTF, parsed
+	btfMu    sync.RWMutex  // held exclusively by loads that read module BTF (see loadProgram)
+	mu       sync.Mutex
+	groups   map[bpf.Group]*group // prepared program groups, by first use
 
 	fill asm.Instructions // body of fill_data from the -m modules; nil: the compiled stub
 
@@ -57,22 +60,41 @@ type objects struct {
 // constants and creates the shared maps (ring buffer, lost counters, the
 // track table, constants, the stop flag). fill is the body of fill_data
 // generated from the -m modules (nil: none).
-func newObjects(f filter.Filter, fill asm.Instructions, track bool, cache *btf.Cache) (*objects, error) {
-	return newObjectsFor(f, fill, track, false, cache)
+//
+// core is the scan's copy of the kernel types and kfuncs (nil: none): with
+// it, the programs are relocated here, once per template, and no load
+// parses the kernel's whole BTF unless it names a function or tracepoint
+// to attach to (fentry, tp_btf).
+func newObjects(f filter.Filter, fill asm.Instructions, track bool, cache *btf.Cache, core *btfscan.CORE) (*objects, error) {
+	return newObjectsFor(f, fill, track, false, cache, core)
 }
 
 // newObjectsFor is newObjects with track_validate set as given (the
 // tracepoint backend, which does not see every free, needs it).
-func newObjectsFor(f filter.Filter, fill asm.Instructions, track, validate bool, cache *btf.Cache) (*objects, error) {
+func newObjectsFor(f filter.Filter, fill asm.Instructions, track, validate bool, cache *btf.Cache, core *btfscan.CORE) (*objects, error) {
+	var coreSpec *btf.Spec
+	var cast bool
+	if core != nil {
+		var err error
+		if coreSpec, err = core.Spec(); err != nil {
+			return nil, err
+		}
+		_, cast = core.Kfuncs["bpf_rdonly_cast"]
+	} else {
+		cast = hasKfunc(cache, "bpf_rdonly_cast")
+	}
 	spec, err := groupSpec(mapsGroup)
 	if err != nil {
 		return nil, err
 	}
-	c := constants{filter: f, track: track, validate: validate, cast: hasKfunc(cache, "bpf_rdonly_cast"), modules: fill != nil}
+	c := constants{filter: f, track: track, validate: validate, cast: cast, modules: fill != nil}
 	if err := c.apply(spec); err != nil {
 		return nil, err
 	}
 	prepare(spec, c.cast)
+	if err := relocateCORE(spec, core, coreSpec); err != nil {
+		return nil, fmt.Errorf("BPF object of the %v programs: %w", mapsGroup, err)
+	}
 	mapsOnly := &ebpf.CollectionSpec{
 		Maps:      spec.Maps,
 		Variables: spec.Variables,
@@ -85,6 +107,7 @@ func newObjectsFor(f filter.Filter, fill asm.Instructions, track, validate bool,
 	}
 	return &objects{
 		spec: spec, maps: coll.Maps, cache: cache, consts: c, fill: fill,
+		core: core, coreSpec: coreSpec,
 		groups: map[bpf.Group]*group{mapsGroup: {spec: spec, maps: coll.Maps}},
 	}, nil
 }
@@ -144,6 +167,9 @@ func (o *objects) group(g bpf.Group) (*group, error) {
 		return nil, fmt.Errorf("BPF object of the %v programs: %w", g, err)
 	}
 	prepare(spec, o.consts.cast)
+	if err := relocateCORE(spec, o.core, o.coreSpec); err != nil {
+		return nil, fmt.Errorf("BPF object of the %v programs: %w", g, err)
+	}
 	rodata, ok := spec.Maps[".rodata"]
 	if !ok {
 		return nil, fmt.Errorf("BPF object of the %v programs has no .rodata", g)

@@ -14,6 +14,7 @@ import (
 	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 
+	"github.com/ipftrace/ipftrace/btfscan"
 	"github.com/ipftrace/ipftrace/drop"
 	"github.com/ipftrace/ipftrace/internal/phase"
 	"github.com/ipftrace/ipftrace/journey"
@@ -58,7 +59,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Modules != nil {
 		fill = cfg.Modules.Instructions()
 	}
-	objs, err := newObjects(cfg.Filter, fill, !cfg.NoTrack, sharedBTF())
+	var core *btfscan.CORE
+	if cfg.Scan != nil {
+		core = cfg.Scan.CORE
+	}
+	objs, err := newObjects(cfg.Filter, fill, !cfg.NoTrack, sharedBTF(), core)
 	if err != nil {
 		return err
 	}
@@ -79,7 +84,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if backend == BackendTracepoint && !cfg.NoTrack {
 		// Recreate the objects with track_validate set: a load-time
 		// constant, and the probes above needed objects to run.
-		fresh, err := newObjectsFor(cfg.Filter, fill, true, true, objs.cache)
+		fresh, err := newObjectsFor(cfg.Filter, fill, true, true, objs.cache, core)
 		if err != nil {
 			return err
 		}

@@ -26,11 +26,9 @@ var (
 		}
 		return m
 	}()
-	sharedBTF = sync.OnceValue(func() *btf.Cache {
-		c := btf.NewCache()
-		c.Kernel() // an error shows again where the kernel BTF is needed
-		return c
-	})
+	// The kernel's BTF, parsed by the first load that needs it (with the
+	// scan's CO-RE types, only fentry and tp_btf loads do).
+	sharedBTF = sync.OnceValue(btf.NewCache)
 )
 
 // mapsGroup is the group whose object the maps and globals are created

@@ -1,0 +1,98 @@
+package tracer
+
+import (
+	"encoding/binary"
+	"os"
+	"slices"
+	"testing"
+
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/btf"
+
+	"github.com/ipftrace/ipftrace/bpf"
+	"github.com/ipftrace/ipftrace/btfscan"
+)
+
+// TestCORE checks that relocating the programs against the scan's copy of
+// the kernel types gives the instructions cilium/ebpf's relocation against
+// the kernel's whole BTF gives, and that kfunc calls get the kernel's IDs.
+func TestCORE(t *testing.T) {
+	if _, err := os.Stat(btfscan.DefaultBTFPath); err != nil {
+		t.Skipf("SKIP: no kernel BTF at %s: %v", btfscan.DefaultBTFPath, err)
+	}
+	res, err := btfscan.Scan(btfscan.Options{CORETypes: CORETypes, Kfuncs: Kfuncs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.CORE == nil {
+		t.Fatal("scan has no CO-RE types")
+	}
+	reduced, err := res.CORE.Spec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, err := btf.LoadKernelSpec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	relos, kfuncs := 0, 0
+	for _, g := range bpf.Groups {
+		spec, err := bpf.Load(g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, ps := range spec.Programs {
+			got := slices.Clone(ps.Instructions)
+			if err := relocateProgram(got, res.CORE, reduced); err != nil {
+				t.Fatalf("%v %s: %v", g, name, err)
+			}
+			want := slices.Clone(ps.Instructions)
+			var rs []*btf.CORERelocation
+			var at []int
+			for i := range want {
+				if r := btf.CORERelocationMetadata(&want[i]); r != nil {
+					rs = append(rs, r)
+					at = append(at, i)
+				}
+			}
+			fixups, err := btf.CORERelocate(rs, []*btf.Spec{full}, binary.LittleEndian, nil)
+			if err != nil {
+				t.Fatalf("%v %s: relocate against the kernel's BTF: %v", g, name, err)
+			}
+			for j, f := range fixups {
+				if err := f.Apply(&want[at[j]]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			relos += len(rs)
+			for i := range got {
+				if btf.CORERelocationMetadata(&got[i]) != nil {
+					t.Errorf("%v %s: instruction %d keeps its CO-RE relocation", g, name, i)
+				}
+				if want[i].IsKfuncCall() {
+					var fn *btf.Func
+					if err := full.TypeByName(want[i].Reference(), &fn); err != nil {
+						t.Fatal(err)
+					}
+					id, _ := full.TypeID(fn)
+					if got[i].Constant != int64(id) || !got[i].IsKfuncCall() {
+						t.Errorf("%v %s: instruction %d: %v, want a call of kfunc ID %d", g, name, i, got[i], id)
+					}
+					kfuncs++
+					continue
+				}
+				if !sameInsn(got[i], want[i]) {
+					t.Errorf("%v %s: instruction %d: %v, relocated against the kernel's BTF: %v", g, name, i, got[i], want[i])
+				}
+			}
+		}
+	}
+	if relos == 0 || kfuncs == 0 {
+		t.Fatalf("%d relocations and %d kfunc calls checked: the objects have both", relos, kfuncs)
+	}
+	t.Logf("%d relocations and %d kfunc calls give the same instructions; CO-RE types: %d bytes of BTF", relos, kfuncs, len(res.CORE.BTF))
+}
+
+func sameInsn(a, b asm.Instruction) bool {
+	return a.OpCode == b.OpCode && a.Dst == b.Dst && a.Src == b.Src && a.Offset == b.Offset && a.Constant == b.Constant
+}
