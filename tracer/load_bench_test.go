@@ -8,6 +8,7 @@ import (
 
 	"github.com/cilium/ebpf/btf"
 
+	"github.com/ipftrace/ipftrace/bpf"
 	"github.com/ipftrace/ipftrace/filter"
 )
 
@@ -18,7 +19,7 @@ func BenchmarkLoadClone(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("BenchmarkLoadClone: needs root to load BPF programs")
 	}
-	o, err := newObjects(filter.Any(), nil, true, btf.NewCache(), nil)
+	o, err := newObjects(bpf.Tracepoint, filter.Any(), nil, true, btf.NewCache(), nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -39,7 +39,8 @@ const (
 // objects holds the maps every program shares and the specs the programs
 // are cloned from.
 type objects struct {
-	spec  *ebpf.CollectionSpec // the maps' object: maps, globals, and the mapsGroup programs
+	spec      *ebpf.CollectionSpec // the maps' object: maps, globals, and the mapsGroup programs
+	mapsGroup bpf.Group            // the group spec is of: the maps and globals are created from it
 	maps  map[string]*ebpf.Map
 	cache *btf.Cache
 
@@ -56,7 +57,8 @@ type objects struct {
 	progs  map[string]*ebpf.Program // shared programs, by template (sharedProgram)
 }
 
-// newObjects loads the collection spec, sets the filter and tracking
+// newObjects loads the collection spec of group g (the first the run
+// will load programs of: it is parsed anyway), sets the filter and tracking
 // constants and creates the shared maps (ring buffer, lost counters, the
 // track table, constants, the stop flag). fill is the body of fill_data
 // generated from the -m modules (nil: none).
@@ -65,13 +67,13 @@ type objects struct {
 // it, the programs are relocated here, once per template, and no load
 // parses the kernel's whole BTF unless it names a function or tracepoint
 // to attach to (fentry, tp_btf).
-func newObjects(f filter.Filter, fill asm.Instructions, track bool, cache *btf.Cache, core *btfscan.CORE) (*objects, error) {
-	return newObjectsFor(f, fill, track, false, cache, core)
+func newObjects(g bpf.Group, f filter.Filter, fill asm.Instructions, track bool, cache *btf.Cache, core *btfscan.CORE) (*objects, error) {
+	return newObjectsFor(g, f, fill, track, false, cache, core)
 }
 
 // newObjectsFor is newObjects with track_validate set as given (the
 // tracepoint backend, which does not see every free, needs it).
-func newObjectsFor(f filter.Filter, fill asm.Instructions, track, validate bool, cache *btf.Cache, core *btfscan.CORE) (*objects, error) {
+func newObjectsFor(g bpf.Group, f filter.Filter, fill asm.Instructions, track, validate bool, cache *btf.Cache, core *btfscan.CORE) (*objects, error) {
 	var coreSpec *btf.Spec
 	var cast bool
 	if core != nil {
@@ -83,7 +85,7 @@ func newObjectsFor(f filter.Filter, fill asm.Instructions, track, validate bool,
 	} else {
 		cast = hasKfunc(cache, "bpf_rdonly_cast")
 	}
-	spec, err := groupSpec(mapsGroup)
+	spec, err := groupSpec(g)
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +95,7 @@ func newObjectsFor(f filter.Filter, fill asm.Instructions, track, validate bool,
 	}
 	prepare(spec, c.cast)
 	if err := relocateCORE(spec, core, coreSpec); err != nil {
-		return nil, fmt.Errorf("BPF object of the %v programs: %w", mapsGroup, err)
+		return nil, fmt.Errorf("BPF object of the %v programs: %w", g, err)
 	}
 	mapsOnly := &ebpf.CollectionSpec{
 		Maps:      spec.Maps,
@@ -107,8 +109,8 @@ func newObjectsFor(f filter.Filter, fill asm.Instructions, track, validate bool,
 	}
 	return &objects{
 		spec: spec, maps: coll.Maps, cache: cache, consts: c, fill: fill,
-		core: core, coreSpec: coreSpec,
-		groups: map[bpf.Group]*group{mapsGroup: {spec: spec, maps: coll.Maps}},
+		core: core, coreSpec: coreSpec, mapsGroup: g,
+		groups: map[bpf.Group]*group{g: {spec: spec, maps: coll.Maps}},
 	}, nil
 }
 
@@ -222,7 +224,7 @@ func (o *objects) Close() {
 		m.Close()
 	}
 	for g, gr := range o.groups {
-		if g != mapsGroup {
+		if g != o.mapsGroup {
 			gr.maps[".rodata"].Close()
 		}
 	}

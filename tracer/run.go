@@ -14,6 +14,7 @@ import (
 	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 
+	"github.com/ipftrace/ipftrace/bpf"
 	"github.com/ipftrace/ipftrace/btfscan"
 	"github.com/ipftrace/ipftrace/drop"
 	"github.com/ipftrace/ipftrace/internal/phase"
@@ -63,7 +64,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Scan != nil {
 		core = cfg.Scan.CORE
 	}
-	objs, err := newObjects(cfg.Filter, fill, !cfg.NoTrack, sharedBTF(), core)
+	objs, err := newObjects(firstGroup(cfg.Backend), cfg.Filter, fill, !cfg.NoTrack, sharedBTF(), core)
 	if err != nil {
 		return err
 	}
@@ -84,7 +85,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if backend == BackendTracepoint && !cfg.NoTrack {
 		// Recreate the objects with track_validate set: a load-time
 		// constant, and the probes above needed objects to run.
-		fresh, err := newObjectsFor(cfg.Filter, fill, true, true, objs.cache, core)
+		fresh, err := newObjectsFor(bpf.Tracepoint, cfg.Filter, fill, true, true, objs.cache, core)
 		if err != nil {
 			return err
 		}

@@ -31,10 +31,21 @@ var (
 	sharedBTF = sync.OnceValue(btf.NewCache)
 )
 
-// mapsGroup is the group whose object the maps and globals are created
-// from; every run loads some of its programs (tp_kfree_skb at least, where
-// the kernel has it), and it is the smallest.
-const mapsGroup = bpf.Tracepoint
+// firstGroup returns the group of the programs a run with the given
+// --backend loads first, whose object the maps and globals are then
+// created from: every group has the same maps and globals (sameLayout), so
+// a run parses no object only for them. auto probes kprobe-multi first.
+func firstGroup(backend string) bpf.Group {
+	switch backend {
+	case BackendFentry:
+		return bpf.Fentry
+	case BackendKprobe:
+		return bpf.Kprobe
+	case BackendTracepoint:
+		return bpf.Tracepoint
+	}
+	return bpf.KprobeMulti
+}
 
 // groupSpec returns a copy of group g's parsed object, which callers may
 // change (constants, instructions): the parse stays pristine. A copy costs

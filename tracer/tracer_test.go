@@ -18,7 +18,7 @@ import (
 // all their programs (and the maps of the maps' object), after checking that
 // each group's maps and globals match the maps' object.
 func loadSpecForTest() (*ebpf.CollectionSpec, error) {
-	all, err := bpf.Load(mapsGroup)
+	all, err := bpf.Load(bpf.Tracepoint)
 	if err != nil {
 		return nil, err
 	}
