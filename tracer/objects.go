@@ -41,8 +41,8 @@ const (
 type objects struct {
 	spec      *ebpf.CollectionSpec // the maps' object: maps, globals, and the mapsGroup programs
 	mapsGroup bpf.Group            // the group spec is of: the maps and globals are created from it
-	maps  map[string]*ebpf.Map
-	cache *btf.Cache
+	maps      map[string]*ebpf.Map
+	cache     *btf.Cache
 
 	consts   constants     // the run's load-time constants (consts.cast: the kernel has bpf_rdonly_cast)
 	core     *btfscan.CORE // the scan's kernel types and kfuncs; nil: cilium/ebpf reads the kernel's BTF
