@@ -9,17 +9,24 @@ import (
 	"github.com/cilium/ebpf/btf"
 
 	"github.com/ipftrace/ipftrace/bpf"
+	"github.com/ipftrace/ipftrace/btfscan"
 	"github.com/ipftrace/ipftrace/filter"
 )
 
 // BenchmarkLoadClone measures loading one patched clone of the tp_btf
-// template, the per-function cost of the fentry and tracepoint backends
+// template (relocated as a run does), the per-function cost of the fentry
+// and tracepoint backends
 // (fentry itself cannot load on every host). Needs root.
 func BenchmarkLoadClone(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("BenchmarkLoadClone: needs root to load BPF programs")
 	}
-	o, err := newObjects(bpf.Tracepoint, filter.Any(), nil, true, btf.NewCache(), nil)
+	// As a run loads them: relocated against the scan's CO-RE types.
+	scan, err := btfscan.Scan(btfscan.Options{CORETypes: CORETypes, Kfuncs: Kfuncs})
+	if err != nil {
+		b.Fatal(err)
+	}
+	o, err := newObjects(bpf.Tracepoint, filter.Any(), nil, true, btf.NewCache(), scan.CORE)
 	if err != nil {
 		b.Fatal(err)
 	}
