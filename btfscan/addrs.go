@@ -2,14 +2,11 @@ package btfscan
 
 import (
 	"bufio"
-	"bytes"
 	"os"
 	"strconv"
-)
 
-// DefaultKallsyms is the kernel's symbol table, where Scan finds the
-// address of each function.
-const DefaultKallsyms = "/proc/kallsyms"
+	"github.com/ipftrace/ipftrace/ksym"
+)
 
 // setAddrs sets the Addr of each function from the kallsyms file at path:
 // the address of its text symbol, in vmlinux or in its module. A name with
@@ -34,22 +31,15 @@ func setAddrs(funcs []Func, path string) {
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		// "ffffffffc0a01000 t name\t[module]"
-		line := sc.Bytes()
-		sp := bytes.IndexByte(line, ' ')
-		if sp < 0 || len(line) < sp+4 || line[sp+2] != ' ' || (line[sp+1] != 't' && line[sp+1] != 'T') {
+		hex, name, mod, ok := ksym.SplitText(sc.Bytes())
+		if !ok {
 			continue
-		}
-		name, mod := line[sp+3:], []byte(nil)
-		if t := bytes.IndexAny(name, "\t "); t >= 0 {
-			mod = bytes.Trim(name[t:], "\t []")
-			name = name[:t]
 		}
 		i, ok := idx[string(name)]
 		if !ok || string(mod) != funcs[i].Module {
 			continue
 		}
-		a, err := strconv.ParseUint(string(line[:sp]), 16, 64)
+		a, err := strconv.ParseUint(string(hex), 16, 64)
 		if err != nil || a == 0 {
 			return // not kallsyms, or addresses hidden: none at all
 		}

@@ -15,6 +15,8 @@ import (
 	"unsafe"
 
 	"github.com/cilium/ebpf/btf"
+
+	"github.com/ipftrace/ipftrace/ksym"
 )
 
 // DefaultBTFPath is the kernel's own BTF.
@@ -62,7 +64,7 @@ type Options struct {
 	// the functions' addresses unset.
 	IgnoreTraceFS bool
 	// Kallsyms is the file the functions' addresses are read from; empty
-	// means DefaultKallsyms.
+	// means ksym.DefaultPath.
 	Kallsyms string
 	// CORETypes names the kernel types BPF programs relocate against
 	// (CO-RE), and Kfuncs the kernel functions they call: with either set,
@@ -137,7 +139,7 @@ func Scan(opts Options) (*Result, error) {
 	if !opts.IgnoreTraceFS {
 		ks := opts.Kallsyms
 		if ks == "" {
-			ks = DefaultKallsyms
+			ks = ksym.DefaultPath
 		}
 		setAddrs(res.Funcs, ks)
 	}

@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf/btf"
+
+	"github.com/ipftrace/ipftrace/ksym"
 )
 
 // Differential tests: the raw BTF scan must return exactly what the
@@ -91,7 +93,7 @@ func TestDiffHost(t *testing.T) {
 	if os.Geteuid() == 0 {
 		// As root, a vmlinux function has an address if and only if
 		// kallsyms has a text symbol of exactly its name.
-		raw, err := os.ReadFile(DefaultKallsyms)
+		raw, err := os.ReadFile(ksym.DefaultPath)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -40,18 +40,18 @@ func Parse(r io.Reader) (*Table, error) {
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Bytes()
-		f := bytes.Fields(line)
-		if len(f) < 3 || len(f[1]) != 1 || (f[1][0] != 't' && f[1][0] != 'T') {
+		hex, name, _, ok := SplitText(line)
+		if !ok {
 			continue
 		}
-		addr, err := strconv.ParseUint(string(f[0]), 16, 64)
+		addr, err := strconv.ParseUint(string(hex), 16, 64)
 		if err != nil {
 			return nil, fmt.Errorf("kallsyms line %q: %w", line, err)
 		}
 		if addr == 0 {
 			continue
 		}
-		syms = append(syms, sym{addr, string(f[2])})
+		syms = append(syms, sym{addr, string(name)})
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("read kallsyms: %w", err)
@@ -62,6 +62,22 @@ func Parse(r io.Reader) (*Table, error) {
 		t.addrs[i], t.names[i] = s.addr, s.name
 	}
 	return t, nil
+}
+
+// SplitText splits a kallsyms line of a text symbol (type t or T),
+// "ffffffffc0a01000 t name\t[module]", into its address (hex, not parsed),
+// name and module (nil in vmlinux). ok is false for any other line.
+func SplitText(line []byte) (addr, name, module []byte, ok bool) {
+	sp := bytes.IndexByte(line, ' ')
+	if sp < 0 || len(line) < sp+4 || line[sp+2] != ' ' || (line[sp+1] != 't' && line[sp+1] != 'T') {
+		return nil, nil, nil, false
+	}
+	name = line[sp+3:]
+	if t := bytes.IndexAny(name, "\t "); t >= 0 {
+		module = bytes.Trim(name[t:], "\t []")
+		name = name[:t]
+	}
+	return line[:sp], name, module, true
 }
 
 // Lookup returns the name of the function that contains addr: the text
