@@ -162,7 +162,7 @@ func (t *tracer) probeBackend(name string) error {
 		}
 		// Quiet, with the skb's position: a packet that meets the probe
 		// emits no event under a function ID that is not its own.
-		cookie := descQuiet | uint64(f.slot())<<48
+		cookie := descQuiet | descSkbPos(f.slot())
 		var l link.Link
 		if name == BackendKprobeMulti {
 			l, err = kprobeMulti(prog, []string{f.Name}, []uint64{f.Addr}, []uint64{cookie}, false)

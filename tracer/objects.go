@@ -28,6 +28,10 @@ func descriptor(id uint32, reasonPos int) uint64 {
 	return uint64(id) | uint64(reasonPos&0xff)<<32
 }
 
+// descSkbPos is the descriptor field holding the skb's 1-based argument
+// position (bits 48..51), which kprobe_multi_skb_any reads.
+func descSkbPos(pos int) uint64 { return uint64(pos&0xf) << 48 }
+
 // Descriptor flags, the DESC_* of bpf/ipftrace.c.
 const (
 	descDying   uint64 = 1 << 40 // the skb is freed here unless shared

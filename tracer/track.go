@@ -119,7 +119,7 @@ func (t *tracer) desc(id int) uint64 {
 	if t.cfg.NoTrack || sock > tg.NumArgs || sock > 6 {
 		sock = 0
 	}
-	return descriptor(uint32(id), reason) | uint64(sock)<<44 | uint64(tg.slot()&0xf)<<48 | descFlags(tg.Name, tg.Tracepoint)
+	return descriptor(uint32(id), reason) | uint64(sock)<<44 | descSkbPos(tg.slot()) | descFlags(tg.Name, tg.Tracepoint)
 }
 
 // helperKind says what a helper program does.
@@ -164,7 +164,7 @@ func (t *tracer) planHelpers() string {
 	add := func(kind helperKind, name string, flags uint64) {
 		fn, _ := t.cfg.Scan.Func(name)
 		t.helpers = append(t.helpers, helper{kind: kind, name: name, id: next,
-			desc: descriptor(uint32(next), 0) | flags | 1<<48, // the skb is argument 1
+			desc: descriptor(uint32(next), 0) | flags | descSkbPos(1), // the skb is argument 1
 			addr: fn.Addr})
 		next++
 	}
