@@ -244,6 +244,11 @@ func (b *bench) runTracer(backend, daddr string, idle, fresh bool, tag string) (
 	if fresh {
 		args = append(args, "--no-scan-cache")
 	}
+	watch, err := watchReady(ready)
+	if err != nil {
+		return nil, err
+	}
+	defer watch.Close()
 	var stderr syncBuf
 	cmd := exec.Command(b.ipftrace, args...)
 	cmd.Stdout = out
@@ -271,25 +276,21 @@ func (b *bench) runTracer(backend, daddr string, idle, fresh bool, tag string) (
 	}
 
 	// Attach: process start until the ready file exists.
-	deadline := start.Add(b.attachTimeout)
-wait:
-	for {
-		if _, err := os.Stat(ready); err == nil {
-			r.attach = time.Since(start)
-			break
-		}
-		select {
-		case err := <-exited:
-			r.stderr = stderr.String()
-			return r, fmt.Errorf("ipftrace exited before it was ready (%v):\n%s", err, strings.TrimSpace(r.stderr))
-		case <-b.ctx.Done():
-			return fail(b.ctx.Err())
-		case <-time.After(5 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fail(fmt.Errorf("not ready after %s", b.attachTimeout))
-		}
-		continue wait
+	timeout := time.NewTimer(b.attachTimeout)
+	defer timeout.Stop()
+	select {
+	case <-watch.created:
+		r.attach = time.Since(start)
+	case err := <-exited:
+		r.stderr = stderr.String()
+		return r, fmt.Errorf("ipftrace exited before it was ready (%v):\n%s", err, strings.TrimSpace(r.stderr))
+	case <-b.ctx.Done():
+		return fail(b.ctx.Err())
+	case <-timeout.C:
+		return fail(fmt.Errorf("not ready after %s", b.attachTimeout))
+	}
+	if _, err := os.Stat(ready); err != nil {
+		return fail(fmt.Errorf("ready file: %w", err))
 	}
 	// The attached line is written before the ready file is created.
 	for i := 0; i < 200; i++ {
