@@ -951,7 +951,7 @@ int fexit_clone(u64 *ctx)
  * A tracepoint's skb argument as the programs read it. The verifier takes
  * tp_btf arguments as trusted pointers, and for each pointer field loaded
  * from one (skb->dev, skb->sk, ...) it searches the kernel's BTF, type by
- * type, for the names that mark a field trusted or RCU: 6.3+ kernels spent
+ * type, for the names that mark a field trusted or RCU: the 6.18 host spent
  * two thirds of a tp_btf load there. With use_cast the skb becomes a plain
  * read-only BTF pointer, whose fields are the same loads without that check.
  */
