@@ -447,3 +447,40 @@ func TestIsReleaseName(t *testing.T) {
 		})
 	}
 }
+
+// TestAssemblerClosingBound checks that at most maxClosing journeys linger
+// after egress: a flood of journeys ending within the linger writes the
+// oldest ones early, in the order they reached egress, each complete.
+func TestAssemblerClosingBound(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxInFlight = 4 * maxClosing
+	a := NewAssembler(cfg)
+	var got []Journey
+	emit := func(j Journey) { got = append(got, j) }
+	const extra = 10
+	for i := uint64(0); i < maxClosing+extra; i++ {
+		skb := 0x1000 + i
+		ts := 1000 + i // all within the 50 ms linger
+		a.Add(ev(ts, skb, fnIP), emit)
+		a.Add(ev(ts, skb, fnXmit), emit)
+	}
+	if len(got) != extra {
+		t.Fatalf("%d journeys written before their linger, want %d", len(got), extra)
+	}
+	for i, j := range got {
+		if want := uint64(0x1000 + i); j.SKB != want || j.End != EndEgress || len(j.Events) != 2 {
+			t.Errorf("early journey %d: skb %#x end %s, %d events; want skb %#x, egress, 2 events",
+				i, j.SKB, j.End, len(j.Events), want)
+		}
+	}
+	if n := a.InFlight(); n != maxClosing {
+		t.Errorf("%d journeys in flight, want %d lingering", n, maxClosing)
+	}
+	// A late event on a lingering journey still joins it.
+	a.Add(ev(1000+maxClosing+extra-1, 0x1000+maxClosing+extra-1, fnSkbmem), emit)
+	a.Flush(emit)
+	last := got[len(got)-1]
+	if len(got) != maxClosing+extra || len(last.Events) != 3 {
+		t.Errorf("after flush: %d journeys (want %d), last has %d events (want 3)", len(got), maxClosing+extra, len(last.Events))
+	}
+}
