@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -46,7 +47,7 @@ func (w *readyWatch) run() {
 		for off := 0; off+unix.SizeofInotifyEvent <= n; {
 			ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
 			name := buf[off+unix.SizeofInotifyEvent : off+unix.SizeofInotifyEvent+int(ev.Len)]
-			if i := indexZero(name); i >= 0 {
+			if i := bytes.IndexByte(name, 0); i >= 0 { // NUL-padded
 				name = name[:i]
 			}
 			if string(name) == w.name {
@@ -56,16 +57,6 @@ func (w *readyWatch) run() {
 			off += unix.SizeofInotifyEvent + int(ev.Len)
 		}
 	}
-}
-
-// indexZero returns the index of the first NUL in b, or -1.
-func indexZero(b []byte) int {
-	for i, c := range b {
-		if c == 0 {
-			return i
-		}
-	}
-	return -1
 }
 
 // Close stops the watch.
