@@ -100,10 +100,15 @@ func TestFilters(t *testing.T) {
 			})
 			tr.stop()
 			js := p.filterOurs(tr.journeys())
+			leaked := false
 			for _, j := range js {
 				if !c.allow(j.Flow) {
 					t.Errorf("filter %v let through %s", c.args, j)
+					leaked = true
 				}
+			}
+			if leaked {
+				t.Logf("the tracer's whole output:\n%s", tr.stdout.String())
 			}
 			t.Logf("filter %v: %d journeys", c.args, len(js))
 		})

@@ -539,8 +539,9 @@ func (o *objects) readGlobal(name string) (int64, error) {
 	return int64(binary.NativeEndian.Uint64(val[off:])), nil
 }
 
-// setDisabled sets ipft_disabled, which makes every program return at once.
-func (o *objects) setDisabled() error {
+// setDisabled sets ipft_disabled, which makes every program return at once
+// while it is set, or clears it.
+func (o *objects) setDisabled(disabled bool) error {
 	v, ok := o.spec.Variables["ipft_disabled"]
 	if !ok {
 		return errors.New("BPF object has no variable ipft_disabled")
@@ -557,6 +558,10 @@ func (o *objects) setDisabled() error {
 	if off+4 > len(val) {
 		return fmt.Errorf("ipft_disabled at %d beyond %s", off, v.SectionName)
 	}
-	binary.NativeEndian.PutUint32(val[off:], 1)
+	var flag uint32
+	if disabled {
+		flag = 1
+	}
+	binary.NativeEndian.PutUint32(val[off:], flag)
 	return m.Update(uint32(0), val, ebpf.UpdateAny)
 }

@@ -127,6 +127,15 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer rd.Close()
 
+	// The programs stay disabled until every target and tracking helper is
+	// attached. A packet seen while only some are would be tracked by an
+	// attached function and freed where no program sees it yet: the next
+	// skb allocated at its address, of any flow, would then inherit its
+	// journey (an IPv4 packet in a -iv 6 trace, say). Journeys would also
+	// miss the functions not attached yet.
+	if err := objs.setDisabled(true); err != nil {
+		return fmt.Errorf("disable programs while attaching: %w", err)
+	}
 	att := &attachment{}
 	prog := &progress{w: cfg.Stderr, tty: isTerminal(cfg.Stderr), total: len(t.targets)}
 	phase.Mark(cfg.Stderr, "attach 0/%d", len(t.targets))
@@ -146,6 +155,9 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("attach: nothing could be attached (%s)", att.summary())
 	}
 	t.attachHelpers(att)
+	if err := objs.setDisabled(false); err != nil {
+		return fmt.Errorf("enable programs: %w", err)
+	}
 	attached := len(t.targets) - len(att.skipped)
 	summary := fmt.Sprintf("ipftrace: attached %d/%d", attached, len(t.targets))
 	if s := att.summary(); s != "" {
@@ -344,7 +356,7 @@ func decorate(w output.Writer, drops *drop.Finder, mods *module.Program) {
 
 // disable sets the flag that makes every program return at once.
 func (t *tracer) disable() {
-	if err := t.objs.setDisabled(); err != nil && t.cfg.Verbose {
+	if err := t.objs.setDisabled(true); err != nil && t.cfg.Verbose {
 		t.verbosef("disable programs: %v", err)
 	}
 }
