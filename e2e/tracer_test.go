@@ -385,7 +385,22 @@ func (tr *tracer) waitJourneys(p *netPair, what string, cond func([]Journey) boo
 			tr.t.Fatalf("ipftrace exited (%v) without %s; journeys:\n%s\nstderr:\n%s", tr.waitErr, what, dumpJourneys(js), tr.stderr.String())
 		}
 		if time.Now().After(deadline) {
-			tr.t.Fatalf("no %s within %v; journeys:\n%s\nstderr:\n%s", what, journeyTimeout, dumpJourneys(js), tr.stderr.String())
+			// Stop it for its exit report (lost events, skipped runs), and
+			// show what it wrote outside the test's namespaces too.
+			tr.cmd.Process.Signal(os.Interrupt)
+			select {
+			case <-tr.done:
+			case <-time.After(30 * time.Second):
+			}
+			js = p.filterOurs(tr.journeys())
+			var others []Journey
+			for _, j := range tr.journeys() {
+				if !p.ours(j) && len(others) < 20 {
+					others = append(others, j)
+				}
+			}
+			tr.t.Fatalf("no %s within %v; journeys:\n%s\nother journeys (first 20):\n%s\nstderr:\n%s", what, journeyTimeout,
+				dumpJourneys(js), dumpJourneys(others), tr.stderr.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

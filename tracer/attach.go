@@ -39,12 +39,22 @@ type skip struct {
 type attachment struct {
 	mu      sync.Mutex
 	links   []link.Link
+	progs   []*ebpf.Program // the per-function clones, kept for their statistics
 	skipped []skip
 }
 
 func (a *attachment) addLink(l link.Link) {
 	a.mu.Lock()
 	a.links = append(a.links, l)
+	a.mu.Unlock()
+}
+
+// addClone records a link and the clone it attached, which this process
+// keeps open until it exits to read its statistics (skippedRuns).
+func (a *attachment) addClone(l link.Link, prog *ebpf.Program) {
+	a.mu.Lock()
+	a.links = append(a.links, l)
+	a.progs = append(a.progs, prog)
 	a.mu.Unlock()
 }
 
@@ -202,12 +212,12 @@ func (t *tracer) attachOneTracing(id int, a *attachment) {
 		attachType = ebpf.AttachTraceRawTp
 	}
 	l, err := link.AttachTracing(link.TracingOptions{Program: prog, AttachType: attachType})
-	prog.Close() // the link holds the program
 	if err != nil {
+		prog.Close()
 		a.addSkip(tg.Name, err)
 		return
 	}
-	a.addLink(l)
+	a.addClone(l, prog)
 }
 
 // errPosition marks a target whose skb argument the backend cannot read.

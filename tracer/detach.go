@@ -31,6 +31,9 @@ const detacherEnv = "IPFTRACE_DETACHER_FDS"
 // exiting, however few links are left.
 func (t *tracer) detach(a *attachment) {
 	t.disable()
+	for _, p := range a.progs {
+		p.Close() // the links hold them
+	}
 	links := a.links
 	if len(links) == 0 {
 		return

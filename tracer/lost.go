@@ -3,6 +3,8 @@ package tracer
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -86,4 +88,34 @@ func firstErr(errs ...error) error {
 		}
 	}
 	return nil
+}
+
+// skippedRuns sums the runs the kernel skipped of every attached program
+// (recursion misses, counted since Linux 5.12 for fentry and tp_btf and
+// since 6.7 for kprobes). The kernel does not run a tracing program on a
+// CPU where it, or with kprobes any BPF program, is already running: an
+// interrupt that hits the same function while its program runs, say. Such
+// a hit sends no event and is in no other count.
+func (t *tracer) skippedRuns() (uint64, error) {
+	progs := slices.Collect(maps.Values(t.objs.progs)) // the shared ones
+	var sum uint64
+	for _, p := range append(progs, t.att.progs...) {
+		st, err := p.Stats()
+		if err != nil {
+			return sum, fmt.Errorf("program statistics: %w", err)
+		}
+		sum += st.RecursionMisses
+	}
+	return sum, nil
+}
+
+// reportSkippedRuns prints the runs the kernel skipped, if any.
+func (t *tracer) reportSkippedRuns() {
+	n, err := t.skippedRuns()
+	switch {
+	case err != nil:
+		fmt.Fprintf(t.cfg.Stderr, "ipftrace: runs skipped by the kernel unknown: %v\n", err)
+	case n > 0:
+		fmt.Fprintf(t.cfg.Stderr, "ipftrace: the kernel skipped %d program runs (a BPF program was already running on that CPU); events of matching packets among them are missing\n", n)
+	}
 }

@@ -31,6 +31,7 @@ type tracer struct {
 	backend string
 	targets []Target // the targets of the chosen backend; index = function ID
 	helpers []helper // tracking helpers; IDs follow the targets'
+	att     *attachment
 }
 
 func (t *tracer) verbosef(format string, args ...any) {
@@ -137,6 +138,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("disable programs while attaching: %w", err)
 	}
 	att := &attachment{}
+	t.att = att
 	prog := &progress{w: cfg.Stderr, tty: isTerminal(cfg.Stderr), total: len(t.targets)}
 	phase.Mark(cfg.Stderr, "attach 0/%d", len(t.targets))
 	attachErr := t.attach(ctx, att, prog)
@@ -272,6 +274,7 @@ func (t *tracer) loop(ctx context.Context, rd *ringbuf.Reader, asm *journey.Asse
 				asm.Flush(emit)
 				flush()
 				acct.final(journeys)
+				t.reportSkippedRuns()
 				t.trackStats(acct)
 				return writeErr
 			}

@@ -299,11 +299,11 @@ func (t *tracer) attachHelper(h helper, a *attachment) error {
 			return err
 		}
 		l, err := link.AttachTracing(link.TracingOptions{Program: prog, AttachType: typ})
-		prog.Close()
 		if err != nil {
+			prog.Close()
 			return err
 		}
-		a.addLink(l)
+		a.addClone(l, prog)
 		return nil
 	case BackendKprobe:
 		tmpls := []string{"kprobe_skb1"}
