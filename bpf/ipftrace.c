@@ -386,6 +386,41 @@ static __always_inline void skb_hdrs_probe(struct sk_buff *skb, struct skb_hdrs 
  * Everything is inlined into one function: a BPF-to-BPF call makes the
  * verifier and the JIT work harder, and every fentry clone pays that at load.
  */
+/* Whether the network header offset is set. */
+static __always_inline int nh_set(u16 nh_off)
+{
+	return nh_off != 0 && nh_off != HDR_UNSET;
+}
+
+/*
+ * Whether a set network header offset lies after the MAC header, or there
+ * is no MAC header. One before it is stale (decapsulated on receive, not
+ * reset yet), except while an encapsulation pushes the outer headers in
+ * front of the inner frame (parse_l3 checks skb->encapsulation).
+ */
+static __always_inline int nh_after_mac(u16 nh_off, u16 mac_off)
+{
+	return mac_off == HDR_UNSET || nh_off > mac_off;
+}
+
+/* Whether the link-layer protocol (0: unknown) may carry IP. */
+static __always_inline int proto_ip(__be16 proto)
+{
+	return proto == bpf_htons(ETH_P_IP) || proto == bpf_htons(ETH_P_IPV6) || proto == 0;
+}
+
+/*
+ * Whether a network header of the given version (its first byte >> 4) is
+ * IPv4 (v 4) or IPv6 (v 6), as the link-layer protocol allows (proto_ip
+ * holds).
+ */
+static __always_inline int is_ipv(__be16 proto, u8 version, int v)
+{
+	if (v == 4)
+		return version == 4 && proto != bpf_htons(ETH_P_IPV6);
+	return version == 6 && proto != bpf_htons(ETH_P_IP);
+}
+
 static __always_inline int parse_l3(struct skb_hdrs *hd, struct tuple *t)
 {
 	unsigned char *head = hd->head;
@@ -401,14 +436,8 @@ static __always_inline int parse_l3(struct skb_hdrs *hd, struct tuple *t)
 
 	if (!head)
 		return -1;
-	/*
-	 * A network header before the MAC header is stale (decapsulated on
-	 * receive, not reset yet), except while an encapsulation pushes the
-	 * outer headers in front of the inner frame.
-	 */
-	if (nh_off != 0 && nh_off != HDR_UNSET &&
-	    (mac_off == HDR_UNSET || nh_off > mac_off ||
-	     (nh_off < mac_off && SKB_ENCAP(hd->direct, hd->skb)))) {
+	if (nh_set(nh_off) &&
+	    (nh_after_mac(nh_off, mac_off) || (nh_off < mac_off && SKB_ENCAP(hd->direct, hd->skb)))) {
 		nh = head + nh_off;
 	} else {
 		if (mac_off == HDR_UNSET)
@@ -431,12 +460,12 @@ static __always_inline int parse_l3(struct skb_hdrs *hd, struct tuple *t)
 	if (read_hdr(&h, 40, nh, hd->cast) < 0)
 		return -1;
 	u8 version = h.b[0] >> 4;
-	if (proto != bpf_htons(ETH_P_IP) && proto != bpf_htons(ETH_P_IPV6) && proto != 0)
+	if (!proto_ip(proto))
 		return -1;
 
 	unsigned char *l4;
 	u8 next;
-	if (version == 4 && proto != bpf_htons(ETH_P_IPV6)) {
+	if (is_ipv(proto, version, 4)) {
 		t->ipversion = 4;
 		__builtin_memcpy(t->saddr, &h.b[12], 4);
 		__builtin_memcpy(t->daddr, &h.b[16], 4);
@@ -446,7 +475,7 @@ static __always_inline int parse_l3(struct skb_hdrs *hd, struct tuple *t)
 		if (h.h[3] & bpf_htons(0x1fff))
 			return 0;
 		l4 = nh + (h.b[0] & 0xf) * 4;
-	} else if (version == 6 && proto != bpf_htons(ETH_P_IP)) {
+	} else if (is_ipv(proto, version, 6)) {
 		t->ipversion = 6;
 		__builtin_memcpy(t->saddr, &h.b[8], 16);
 		__builtin_memcpy(t->daddr, &h.b[24], 16);
@@ -608,9 +637,9 @@ static __always_inline int fast_nomatch(struct skb_hdrs *hd)
 		return 0;
 	if (!hd->head)
 		return 1; /* parse_l3: not IP */
-	if (hd->nh_off != 0 && hd->nh_off != HDR_UNSET) {
-		if (hd->mac_off != HDR_UNSET && hd->nh_off <= hd->mac_off)
-			return 0;
+	if (nh_set(hd->nh_off)) {
+		if (!nh_after_mac(hd->nh_off, hd->mac_off))
+			return 0; /* stale, or an encapsulation: parse_l3 decides */
 		nh = hd->head + hd->nh_off;
 	} else {
 		if (hd->mac_off == HDR_UNSET)
@@ -622,12 +651,12 @@ static __always_inline int fast_nomatch(struct skb_hdrs *hd)
 			return 0;
 		nh = hd->head + hd->mac_off + 14;
 	}
-	if (proto != bpf_htons(ETH_P_IP) && proto != bpf_htons(ETH_P_IPV6) && proto != 0)
+	if (!proto_ip(proto))
 		return 1;
 	if (read_hdr(&h, 24, nh, hd->cast) < 0)
 		return 0;
 	u8 version = h.b[0] >> 4;
-	if (version == 4 && proto != bpf_htons(ETH_P_IPV6)) {
+	if (is_ipv(proto, version, 4)) {
 		if (f_ipversion == 6 || f_saddr_ver == 6 || f_daddr_ver == 6)
 			return 1;
 		if (f_proto_set && h.b[9] != f_proto)
@@ -639,7 +668,7 @@ static __always_inline int fast_nomatch(struct skb_hdrs *hd)
 			return 1;
 		return 0;
 	}
-	if (version == 6 && proto != bpf_htons(ETH_P_IP))
+	if (is_ipv(proto, version, 6))
 		return f_ipversion == 4 || f_saddr_ver == 4 || f_daddr_ver == 4;
 	return 1; /* parse_l3: not IP */
 }
@@ -1187,9 +1216,7 @@ static __always_inline u64 stash_key(void)
 static __always_inline __group_helper void clone_entry(struct sk_buff *skb)
 {
 	u64 key = (u64)skb;
-	if (ipft_disabled || !track_enabled || track_live <= 0 || !skb)
-		return;
-	if (!bpf_map_lookup_elem(&track, &key))
+	if (ipft_disabled || !skb || !maybe_tracked(skb))
 		return;
 	u64 k = stash_key();
 	bpf_map_update_elem(&clone_stash, &k, &key, BPF_ANY);

@@ -1,6 +1,7 @@
 package tracer
 
 import (
+	"net/netip"
 	"os"
 	"syscall"
 	"testing"
@@ -26,7 +27,18 @@ func BenchmarkLoadClone(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	o, err := newObjects(bpf.Tracepoint, filter.Any(), nil, true, btf.NewCache(), scan.CORE)
+	daddr := filter.Any()
+	daddr.Daddr = netip.MustParsePrefix("10.0.0.2/32")
+	for _, c := range []struct {
+		name string
+		f    filter.Filter
+	}{{"any", filter.Any()}, {"daddr", daddr}} {
+		b.Run(c.name, func(b *testing.B) { benchLoadClone(b, scan, c.f) })
+	}
+}
+
+func benchLoadClone(b *testing.B, scan *btfscan.Result, f filter.Filter) {
+	o, err := newObjects(bpf.Tracepoint, f, nil, true, btf.NewCache(), scan.CORE)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -34,15 +46,24 @@ func BenchmarkLoadClone(b *testing.B) {
 	var before, after syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &before)
 	n := 0
+	var verified uint32
 	for i := 0; b.Loop(); i++ {
 		n++
 		p, err := o.loadProgram("tp_skb1", "net_dev_queue", false, descriptor(uint32(i), 0), true)
 		if err != nil {
 			b.Fatal(err)
 		}
+		if verified == 0 {
+			if info, err := p.Info(); err == nil {
+				verified, _ = info.VerifiedInstructions()
+			}
+		}
 		p.Close()
 	}
 	syscall.Getrusage(syscall.RUSAGE_SELF, &after)
 	cpu := time.Duration(after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano())
 	b.ReportMetric(float64(cpu.Microseconds())/float64(n), "cpu-us/op")
+	if verified != 0 {
+		b.ReportMetric(float64(verified), "verified-insns")
+	}
 }
