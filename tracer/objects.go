@@ -540,7 +540,10 @@ func (o *objects) readGlobal(name string) (int64, error) {
 }
 
 // setDisabled sets ipft_disabled, which makes every program return at once
-// while it is set, or clears it.
+// while it is set, or clears it. It writes the 4 bytes in place through the
+// section's memory mapping: a map update would rewrite the whole section,
+// and could undo what running programs wrote meanwhile to the variables
+// beside it (track_live).
 func (o *objects) setDisabled(disabled bool) error {
 	v, ok := o.spec.Variables["ipft_disabled"]
 	if !ok {
@@ -550,18 +553,23 @@ func (o *objects) setDisabled(disabled bool) error {
 	if m == nil {
 		return fmt.Errorf("no map for section %s", v.SectionName)
 	}
+	off := int(v.Offset)
+	if off+4 > int(m.ValueSize()) {
+		return fmt.Errorf("ipft_disabled at %d beyond %s", off, v.SectionName)
+	}
+	var flag [4]byte
+	if disabled {
+		binary.NativeEndian.PutUint32(flag[:], 1)
+	}
+	if mem, err := m.Memory(); err == nil {
+		_, err = mem.WriteAt(flag[:], int64(off))
+		return err
+	}
+	// Not mappable (before Linux 5.5): rewrite the section.
 	val := make([]byte, m.ValueSize())
 	if err := m.Lookup(uint32(0), &val); err != nil {
 		return fmt.Errorf("read %s: %w", v.SectionName, err)
 	}
-	off := int(v.Offset)
-	if off+4 > len(val) {
-		return fmt.Errorf("ipft_disabled at %d beyond %s", off, v.SectionName)
-	}
-	var flag uint32
-	if disabled {
-		flag = 1
-	}
-	binary.NativeEndian.PutUint32(val[off:], flag)
+	copy(val[off:], flag[:])
 	return m.Update(uint32(0), val, ebpf.UpdateAny)
 }
