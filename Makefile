@@ -8,10 +8,12 @@ LDFLAGS  := -s -w -X github.com/ipftrace/ipftrace/cli.Version=$(VERSION)
 export CGO_ENABLED := 0
 
 # The VM matrix: each kernel boots once per backend. The host kernel covers
-# tracepoint. `make vmtest` runs the kernels in parallel: each VM is one
+# tracepoint with bpf_rdonly_cast (6.2+); 6.1 runs it without, where the
+# tp_btf programs read the skb through its trusted argument.
+# `make vmtest` runs the kernels in parallel: each VM is one
 # single-threaded TCG process, so two of them keep two host cores busy.
 VM_KERNELS        ?= 6.1 6.12
-VM_BACKENDS_6.1   ?= fentry kprobe
+VM_BACKENDS_6.1   ?= fentry kprobe tracepoint
 VM_BACKENDS_6.12  ?= fentry kprobe-multi kprobe
 VM_TIMEOUT        ?= 25m
 # Interrupt trials per signal in each VM run (5 points x 3 signals x this;

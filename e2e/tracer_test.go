@@ -559,6 +559,25 @@ func tracerArgs(t *testing.T, args ...string) []string {
 	return append(args, file)
 }
 
+// hasTracepoint reports whether this kernel has the skb tracepoint name,
+// as "ipftrace -ls" lists it.
+func hasTracepoint(t *testing.T, name string) bool {
+	t.Helper()
+	stdout, stderr, code := ipftrace(t, "-ls", "-r", "^"+regexp.QuoteMeta(name)+"$")
+	switch {
+	case code == 2 && strings.Contains(stderr, "matches no skb function or tracepoint"):
+		return false
+	case code != 0:
+		t.Fatalf("ipftrace -ls -r %s: exit %d\n%s", name, code, stderr)
+	}
+	for _, line := range strings.Split(stdout, "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == name && f[1] == "tracepoint" {
+			return true
+		}
+	}
+	return false
+}
+
 // presentDrops returns the drop functions of this kernel (in the manifest).
 func presentDrops(t *testing.T) []string {
 	_, names := manifest(t)

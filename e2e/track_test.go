@@ -302,6 +302,9 @@ func TestTrackLocalSend(t *testing.T) {
 	dport := l.Addr().(*net.TCPAddr).Port
 	mf := manifestWith(t, "tcp_sendmsg_locked", "__tcp_transmit_skb", "__ip_queue_xmit", "ip_queue_xmit", "skb_clone")
 	tr := startTracer(t, "-o", "json", "-p", "tcp", "-s", addrA, "-dp", fmt.Sprint(dport), mf)
+	if !isFuncBackend(tr.backend) && !hasTracepoint(t, "tcp_sendmsg_locked") {
+		t.Skip("SKIPPED with the tracepoint backend: this kernel has no tcp_sendmsg_locked tracepoint (newer kernels have it), the only one that sees a segment above IP")
+	}
 
 	accepted := make(chan error, 1)
 	go func() {

@@ -9,7 +9,8 @@
 # and each run says which and why: the backend-independent ones (bad input,
 # privileges, the scan cache) run with the first backend only, and TestFilters does not run
 # again with kprobe where kprobe-multi runs the very same program code (both
-# kprobe flavours are one C macro, and differ only in how they attach).
+# kprobe flavours are one C macro, and differ only in how they attach). The
+# interrupt trials do not run with tracepoint, which the host covers.
 set -euo pipefail
 kernel=$1
 shift
@@ -23,6 +24,10 @@ for b in "$@"; do
 	if [ "$b" = kprobe ] && [[ " $* " == *" kprobe-multi "* ]]; then
 		skip="$skip|TestFilters"
 		why="${why:+$why; }TestFilters runs with kprobe-multi (same program code)"
+	fi
+	if [ "$b" = tracepoint ]; then
+		skip="${skip:+$skip|}TestInterruptTrials"
+		why="${why:+$why; }the host runs the interrupt trials with tracepoint"
 	fi
 	echo "=== vmtest kernel $kernel backend $b${skip:+ (not run here: ${skip//|/, }: $why)}"
 	start=$(date +%s)
