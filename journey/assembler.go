@@ -61,6 +61,7 @@ type member struct {
 // list is an intrusive doubly-linked list of entries, oldest first.
 type list struct {
 	head, tail *entry
+	n          int // entries in the list
 }
 
 func (l *list) pushBack(e *entry) {
@@ -71,6 +72,7 @@ func (l *list) pushBack(e *entry) {
 		l.head = e
 	}
 	l.tail = e
+	l.n++
 }
 
 func (l *list) remove(e *entry) {
@@ -85,6 +87,7 @@ func (l *list) remove(e *entry) {
 		l.tail = e.prev
 	}
 	e.prev, e.next = nil, nil
+	l.n--
 }
 
 func (l *list) moveToBack(e *entry) {
@@ -136,13 +139,12 @@ type Assembler struct {
 	isEgress func(uint32) bool
 	isRel    func(uint32) bool
 
-	table    map[uint64]*entry
-	active   list // in flight, least recently active first
-	closing  list // ended at egress, least recently active first
-	nClosing int  // entries in closing
-	free     []*entry
-	spare    [][]Event // recycled event slices, length 0
-	newest   uint64    // newest event timestamp seen
+	table   map[uint64]*entry
+	active  list // in flight, least recently active first
+	closing list // ended at egress, least recently active first
+	free    []*entry
+	spare   [][]Event // recycled event slices, length 0
+	newest  uint64    // newest event timestamp seen
 
 	// Flows of recently emitted tracked journeys, by journey ID: a later
 	// part of the same journey (after an idle or length end) whose events
@@ -217,7 +219,6 @@ func (a *Assembler) Add(ev Event, emit func(Journey)) {
 		if ev.ID != 0 {
 			// Same journey ID: a clone or the skb itself is still alive.
 			a.closing.remove(e)
-			a.nClosing--
 			e.closing = false
 			a.active.pushBack(e)
 		} else {
@@ -254,8 +255,7 @@ func (a *Assembler) Add(ev Event, emit func(Journey)) {
 		e.egressTS = ev.TS
 		a.active.remove(e)
 		a.closing.pushBack(e)
-		a.nClosing++
-		if a.nClosing > maxClosing {
+		if a.closing.n > maxClosing {
 			a.finish(a.closing.head, EndEgress, emit)
 		}
 		return
@@ -415,7 +415,6 @@ func (a *Assembler) newEntry(key, skb uint64) *entry {
 func (a *Assembler) finish(e *entry, end End, emit func(Journey)) {
 	if e.closing {
 		a.closing.remove(e)
-		a.nClosing--
 	} else {
 		a.active.remove(e)
 	}
