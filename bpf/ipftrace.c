@@ -377,15 +377,6 @@ static __always_inline void skb_hdrs_probe(struct sk_buff *skb, struct skb_hdrs 
 	}
 }
 
-/*
- * Fill t from the packet: IP version, protocol, addresses, and the ports of
- * TCP, UDP and SCTP (not for non-first fragments). The network header is
- * used where it is set; otherwise the Ethernet header at the MAC header,
- * with up to two VLAN tags. Returns -1 for a packet that is not IP, -2 for
- * an skb with neither header (yet: see parse_sk), else 0.
- * Everything is inlined into one function: a BPF-to-BPF call makes the
- * verifier and the JIT work harder, and every fentry clone pays that at load.
- */
 /* Whether the network header offset is set. */
 static __always_inline int nh_set(u16 nh_off)
 {
@@ -421,6 +412,15 @@ static __always_inline int is_ipv(__be16 proto, u8 version, int v)
 	return version == 6 && proto != bpf_htons(ETH_P_IP);
 }
 
+/*
+ * Fill t from the packet: IP version, protocol, addresses, and the ports of
+ * TCP, UDP and SCTP (not for non-first fragments). The network header is
+ * used where it is set; otherwise the Ethernet header at the MAC header,
+ * with up to two VLAN tags. Returns -1 for a packet that is not IP, -2 for
+ * an skb with neither header (yet: see parse_sk), else 0.
+ * Everything is inlined into one function: a BPF-to-BPF call makes the
+ * verifier and the JIT work harder, and every fentry clone pays that at load.
+ */
 static __always_inline int parse_l3(struct skb_hdrs *hd, struct tuple *t)
 {
 	unsigned char *head = hd->head;
