@@ -35,14 +35,7 @@ func TestAttachGate(t *testing.T) {
 
 	tr := startTracer(t, tracerArgs(t, "-o", "json", "-p", "icmp", "-s", addrA, "-d", addrB)...)
 	steps := requestPath(tr.backend, "ICMP", 4)
-	tr.waitJourneys(p, "echo request "+requestWhat(tr.backend, "ICMP", 4), func(js []Journey) bool {
-		for _, j := range js {
-			if isEchoRequest(tr.backend, j) {
-				return true
-			}
-		}
-		return false
-	})
+	tr.waitEchoRequest(p)
 	stopPing()
 	tr.stop()
 

@@ -25,6 +25,20 @@ func isEchoRequest(backend string, j Journey) bool {
 	return true
 }
 
+// waitEchoRequest waits for the journey of an echo request from a to b
+// along the backend's full path (isEchoRequest).
+func (tr *tracer) waitEchoRequest(p *netPair) {
+	tr.t.Helper()
+	tr.waitJourneys(p, "echo request "+requestWhat(tr.backend, "ICMP", 4), func(js []Journey) bool {
+		for _, j := range js {
+			if isEchoRequest(tr.backend, j) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
 func requestWhat(backend, proto string, ipv int) string {
 	w := proto + " journey through " + requestPath(backend, proto, ipv).String()
 	if !isFuncBackend(backend) && proto == "ICMP" {
@@ -39,14 +53,7 @@ func TestPingJSON(t *testing.T) {
 	requireTool(t, "ping")
 	tr := startTracer(t, tracerArgs(t, "-o", "json", "-p", "icmp", "-s", addrA, "-d", addrB)...)
 	ping(t, p.a, addrB, 1)
-	tr.waitJourneys(p, "echo request "+requestWhat(tr.backend, "ICMP", 4), func(js []Journey) bool {
-		for _, j := range js {
-			if isEchoRequest(tr.backend, j) {
-				return true
-			}
-		}
-		return false
-	})
+	tr.waitEchoRequest(p)
 	took := tr.stop()
 	js := p.filterOurs(tr.journeys())
 	for _, j := range js {

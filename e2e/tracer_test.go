@@ -392,10 +392,13 @@ func (tr *tracer) waitJourneys(p *netPair, what string, cond func([]Journey) boo
 			case <-tr.done:
 			case <-time.After(30 * time.Second):
 			}
-			js = p.filterOurs(tr.journeys())
 			var others []Journey
+			js = js[:0]
 			for _, j := range tr.journeys() {
-				if !p.ours(j) && len(others) < 20 {
+				switch {
+				case p.ours(j):
+					js = append(js, j)
+				case len(others) < 20:
 					others = append(others, j)
 				}
 			}
