@@ -50,12 +50,30 @@ func (a *attachment) addLink(l link.Link) {
 }
 
 // addClone records a link and the clone it attached, which this process
-// keeps open until it exits to read its statistics (skippedRuns).
+// keeps open until it exits to read its statistics (skippedRuns). It keeps
+// the program's descriptor only: a loaded *ebpf.Program also holds its BTF
+// handle open, a third descriptor per function, which with --auto ran into
+// a hard open-file limit of 4096. If the descriptor cannot be duplicated,
+// the program is kept as it is.
 func (a *attachment) addClone(l link.Link, prog *ebpf.Program) {
+	if bare, err := withoutBTF(prog); err == nil {
+		prog.Close()
+		prog = bare
+	}
 	a.mu.Lock()
 	a.links = append(a.links, l)
 	a.progs = append(a.progs, prog)
 	a.mu.Unlock()
+}
+
+// withoutBTF returns the program through a new descriptor of its own, with
+// no BTF handle.
+func withoutBTF(prog *ebpf.Program) (*ebpf.Program, error) {
+	fd, err := unix.FcntlInt(uintptr(prog.FD()), unix.F_DUPFD_CLOEXEC, 1)
+	if err != nil {
+		return nil, err
+	}
+	return ebpf.NewProgramFromFD(fd) // closes fd on error
 }
 
 func (a *attachment) addSkip(name string, err error) {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cilium/ebpf/asm"
@@ -100,6 +101,9 @@ func Run(ctx context.Context, cfg Config) error {
 	fmt.Fprintf(cfg.Stderr, "ipftrace: backend %s: %s\n", backend, why)
 	if note := t.planHelpers(); cfg.Verbose {
 		t.verbosef("%s", note)
+	}
+	if err := raiseFileLimit(fdsNeeded(len(t.targets) + len(t.helpers))); err != nil {
+		fmt.Fprintf(cfg.Stderr, "ipftrace: %v\n", err)
 	}
 
 	names := make(output.NameList, len(t.targets), len(t.targets)+len(t.helpers))
@@ -387,6 +391,39 @@ func raiseMemlock() {
 		cur.Cur = cur.Max
 		unix.Setrlimit(unix.RLIMIT_MEMLOCK, &cur) //nolint:errcheck // best effort, see above
 	}
+}
+
+// fdsNeeded is how many descriptors a run with n attach points may hold at
+// once: per function a link and its program (kept for its statistics, see
+// skippedRuns), and a margin for the maps, BTF handles and the loads in
+// flight.
+func fdsNeeded(n int) uint64 { return uint64(2*n) + 512 }
+
+// raiseFileLimit raises RLIMIT_NOFILE to need if it is lower. Go lifts the
+// soft limit to the hard one at start, but a hard limit of 4096 (the
+// kernel's default for init, kept by containers and minimal systems) runs
+// out at about 2000 functions; root may raise the hard limit too. It
+// returns an error, for a warning, if the limit stays below need.
+func raiseFileLimit(need uint64) error {
+	var cur syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &cur); err != nil {
+		return fmt.Errorf("open-file limit: %w", err)
+	}
+	if cur.Cur >= need {
+		return nil
+	}
+	// syscall.Setrlimit, not unix's: it tells os/exec that the limit is
+	// ours, so the detacher inherits it.
+	if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: need, Max: max(need, cur.Max)}) == nil {
+		return nil
+	}
+	if cur.Cur < cur.Max {
+		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: cur.Max, Max: cur.Max}) //nolint:errcheck // checked below
+	}
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &cur); err != nil || cur.Cur < need {
+		return fmt.Errorf("open-file limit %d is below the %d this run may need, and raising it was refused; functions past it are skipped as EMFILE (raise ulimit -n)", cur.Cur, need)
+	}
+	return nil
 }
 
 // ktimeNow returns CLOCK_MONOTONIC in ns, the clock of bpf_ktime_get_ns.
