@@ -270,14 +270,20 @@ var rows = []row{
 }
 
 func minMed(v []float64) (float64, float64) {
+	mn, md, _ := stats(v)
+	return mn, md
+}
+
+// stats returns the minimum, median and maximum of v.
+func stats(v []float64) (mn, med, mx float64) {
 	s := slices.Clone(v)
 	slices.Sort(s)
 	n := len(s)
-	med := s[n/2]
+	med = s[n/2]
 	if n%2 == 0 {
 		med = (s[n/2-1] + s[n/2]) / 2
 	}
-	return s[0], med
+	return s[0], med, s[n-1]
 }
 
 func ratio(a, b float64) string {
@@ -305,7 +311,8 @@ func (r *results) print(w io.Writer, env envInfo, b *bench) {
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "measure\tn\tmin\tmedian\t×base (med)\t×base (min)\t×floor (med)\t")
+	// max shows the worst repetition, which matters for losses.
+	fmt.Fprintln(tw, "measure\tn\tmin\tmedian\tmax\t×base (med)\t×base (min)\t×floor (med)\t")
 	bmin, bmed := math.NaN(), math.NaN()
 	if v := r.samples["ping.base"]; len(v) > 0 {
 		bmin, bmed = minMed(v)
@@ -315,7 +322,7 @@ func (r *results) print(w io.Writer, env envInfo, b *bench) {
 		if len(v) == 0 {
 			continue
 		}
-		mn, md := minMed(v)
+		mn, md, mx := stats(v)
 		var rb, rbm, rf string
 		if rw.base {
 			rb, rbm = ratio(md, bmed), ratio(mn, bmin)
@@ -326,7 +333,7 @@ func (r *results) print(w io.Writer, env envInfo, b *bench) {
 				rf = ratio(md, fmd)
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%d\t"+rw.format+"\t"+rw.format+"\t%s\t%s\t%s\t\n", rw.label, len(v), mn, md, rb, rbm, rf)
+		fmt.Fprintf(tw, "%s\t%d\t"+rw.format+"\t"+rw.format+"\t"+rw.format+"\t%s\t%s\t%s\t\n", rw.label, len(v), mn, md, mx, rb, rbm, rf)
 	}
 	tw.Flush()
 	notes := append(slices.Clone(r.notes), b.takeNotes()...)
