@@ -195,6 +195,9 @@ loop:
 	}
 	close(jobs)
 	wg.Wait()
+	if n, first := t.objs.rawFailures(); n > 0 && t.cfg.Verbose {
+		t.verbosef("%d clones went through cilium/ebpf's loader after their raw load failed (first: %v)", n, first)
+	}
 	return err
 }
 
@@ -217,7 +220,7 @@ func (t *tracer) attachOneTracing(id int, a *attachment) {
 		tmpl = fentryTemplate(tg)
 		desc = t.desc(id)
 	}
-	prog, err := t.objs.loadProgram(tmpl, tg.Name, tg.Module != "", desc, true)
+	prog, err := t.objs.loadClone(tmpl, tg.Name, tg.Module != "", desc)
 	if err != nil {
 		if t.cfg.Verbose {
 			t.verbosef("skip %s: %v", tg.Name, err)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 
 	"github.com/ipftrace/ipftrace/bpf"
@@ -15,8 +16,9 @@ import (
 )
 
 // BenchmarkLoadClone measures loading one patched clone of the tp_btf
-// template (relocated as a run does), the per-function cost of the fentry
-// and tracepoint backends
+// template (relocated as a run does, from the raw template; /cilium: through
+// cilium/ebpf's loader), the per-function cost of the fentry and tracepoint
+// backends
 // (fentry itself cannot load on every host). Needs root.
 func BenchmarkLoadClone(b *testing.B) {
 	if os.Geteuid() != 0 {
@@ -33,11 +35,14 @@ func BenchmarkLoadClone(b *testing.B) {
 		name string
 		f    filter.Filter
 	}{{"any", filter.Any()}, {"daddr", daddr}} {
-		b.Run(c.name, func(b *testing.B) { benchLoadClone(b, scan, c.f) })
+		b.Run(c.name, func(b *testing.B) { benchLoadClone(b, scan, c.f, false) })
+		b.Run(c.name+"/cilium", func(b *testing.B) { benchLoadClone(b, scan, c.f, true) })
 	}
 }
 
-func benchLoadClone(b *testing.B, scan *btfscan.Result, f filter.Filter) {
+// benchLoadClone loads clones as a run does (loadClone: the raw template),
+// or with viaCilium through cilium/ebpf's collection loader (loadProgram).
+func benchLoadClone(b *testing.B, scan *btfscan.Result, f filter.Filter, viaCilium bool) {
 	o, err := newObjects(bpf.Tracepoint, f, nil, true, btf.NewCache(), scan.CORE)
 	if err != nil {
 		b.Fatal(err)
@@ -49,7 +54,13 @@ func benchLoadClone(b *testing.B, scan *btfscan.Result, f filter.Filter) {
 	var verified uint32
 	for i := 0; b.Loop(); i++ {
 		n++
-		p, err := o.loadProgram("tp_skb1", "net_dev_queue", false, descriptor(uint32(i), 0), true)
+		load := o.loadClone
+		if viaCilium {
+			load = func(tmpl, to string, inModule bool, desc uint64) (*ebpf.Program, error) {
+				return o.loadProgram(tmpl, to, inModule, desc, true)
+			}
+		}
+		p, err := load("tp_skb1", "net_dev_queue", false, descriptor(uint32(i), 0))
 		if err != nil {
 			b.Fatal(err)
 		}

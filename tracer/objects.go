@@ -59,6 +59,11 @@ type objects struct {
 
 	progMu sync.Mutex
 	progs  map[string]*ebpf.Program // shared programs, by template (sharedProgram)
+
+	rawMu       sync.Mutex
+	raw         map[string]*rawTemplate // per-function templates marshalled for cloning (loadClone); nil entry: not possible
+	rawFailed   int                     // raw clone loads that failed, then went through loadProgram
+	rawFirstErr error                   // the first of them
 }
 
 // newObjects loads the collection spec of group g (the first the run
@@ -115,6 +120,7 @@ func newObjectsFor(g bpf.Group, f filter.Filter, fill asm.Instructions, track, v
 		spec: spec, maps: coll.Maps, cache: cache, consts: c, fill: fill,
 		core: core, coreSpec: coreSpec, mapsGroup: g,
 		groups: map[bpf.Group]*group{g: {spec: spec, maps: coll.Maps}},
+		raw:    map[string]*rawTemplate{},
 	}, nil
 }
 
@@ -224,6 +230,12 @@ func (o *objects) Close() {
 	}
 	o.progs = nil
 	o.progMu.Unlock()
+	o.rawMu.Lock()
+	for _, rt := range o.raw {
+		rt.close()
+	}
+	o.raw = nil
+	o.rawMu.Unlock()
 	for _, m := range o.maps {
 		m.Close()
 	}
@@ -232,6 +244,46 @@ func (o *objects) Close() {
 			gr.maps[".rodata"].Close()
 		}
 	}
+}
+
+// loadClone loads a clone of an fentry or tp_btf template for target
+// attachTo with descriptor desc. A target in vmlinux is loaded from the
+// template's raw form (rawTemplate) when the run has the scan's types;
+// anything else, and any clone the raw load fails for, goes through
+// loadProgram, which then gives cilium/ebpf's error (with the verifier's
+// log) for a clone the kernel refuses.
+func (o *objects) loadClone(template, attachTo string, inModule bool, desc uint64) (*ebpf.Program, error) {
+	if o.core != nil && !inModule {
+		rt, err := o.rawTemplate(template)
+		if err == nil && rt != nil {
+			var id btf.TypeID
+			o.btfMu.RLock()
+			id, err = rt.attachTypeID(o.cache, attachTo)
+			o.btfMu.RUnlock()
+			if err == nil {
+				var p *ebpf.Program
+				if p, err = rt.load(desc, id); err == nil {
+					return p, nil
+				}
+			}
+		}
+		if err != nil {
+			o.rawMu.Lock()
+			if o.rawFailed++; o.rawFirstErr == nil {
+				o.rawFirstErr = fmt.Errorf("%s: %w", attachTo, err)
+			}
+			o.rawMu.Unlock()
+		}
+	}
+	return o.loadProgram(template, attachTo, inModule, desc, true)
+}
+
+// rawFailures returns how many raw clone loads failed (each then went
+// through loadProgram), and the first error.
+func (o *objects) rawFailures() (int, error) {
+	o.rawMu.Lock()
+	defer o.rawMu.Unlock()
+	return o.rawFailed, o.rawFirstErr
 }
 
 // loadProgram loads a clone of the named template. For fentry and tp_btf,
@@ -246,16 +298,10 @@ func (o *objects) Close() {
 // 6.1 fentry --auto run with "concurrent map writes". Those loads take
 // btfMu exclusively; all others share it.
 func (o *objects) loadProgram(template, attachTo string, inModule bool, desc uint64, patch bool) (*ebpf.Program, error) {
-	gr, err := o.group(templateGroup(template))
+	gr, ps, err := o.cloneSpec(template)
 	if err != nil {
 		return nil, err
 	}
-	gs := gr.spec
-	tmpl, ok := gs.Programs[template]
-	if !ok {
-		return nil, fmt.Errorf("no BPF program template %s", template)
-	}
-	ps := tmpl.Copy()
 	if attachTo != "" {
 		ps.AttachTo = attachTo
 	}
@@ -264,19 +310,7 @@ func (o *objects) loadProgram(template, attachTo string, inModule bool, desc uin
 			return nil, fmt.Errorf("%s: %w", template, err)
 		}
 	}
-	insns := ps.Instructions
-	switch {
-	case !hasFunc(insns, fillFunc):
-		// A program that emits no event (the kprobe clone stash).
-	case o.fill != nil:
-		insns, err = replaceFunc(ps.Instructions, fillFunc, o.fill)
-	default:
-		insns, err = removeFunc(ps.Instructions, fillFunc, asm.Mov.Imm(asm.R0, 1))
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", template, err)
-	}
-	ps.Instructions = insns
+	gs := gr.spec
 	cs := &ebpf.CollectionSpec{
 		Maps:      gs.Maps,
 		Programs:  map[string]*ebpf.ProgramSpec{template: ps},
@@ -299,6 +333,34 @@ func (o *objects) loadProgram(template, attachTo string, inModule bool, desc uin
 	}
 	defer coll.Close()
 	return coll.DetachProgram(template), nil
+}
+
+// cloneSpec returns the group of template and a copy of the template's
+// spec with fill_data set for this run (the -m modules' body, or removed).
+func (o *objects) cloneSpec(template string) (*group, *ebpf.ProgramSpec, error) {
+	gr, err := o.group(templateGroup(template))
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl, ok := gr.spec.Programs[template]
+	if !ok {
+		return nil, nil, fmt.Errorf("no BPF program template %s", template)
+	}
+	ps := tmpl.Copy()
+	insns := ps.Instructions
+	switch {
+	case !hasFunc(insns, fillFunc):
+		// A program that emits no event (the kprobe clone stash).
+	case o.fill != nil:
+		insns, err = replaceFunc(ps.Instructions, fillFunc, o.fill)
+	default:
+		insns, err = removeFunc(ps.Instructions, fillFunc, asm.Mov.Imm(asm.R0, 1))
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", template, err)
+	}
+	ps.Instructions = insns
+	return gr, ps, nil
 }
 
 // multiOwnProgs is how many skb positions (1..) have a kprobe-multi program

@@ -1,0 +1,130 @@
+package tracer
+
+import (
+	"net/netip"
+	"os"
+	"slices"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/btf"
+
+	"github.com/ipftrace/ipftrace/bpf"
+	"github.com/ipftrace/ipftrace/btfscan"
+	"github.com/ipftrace/ipftrace/filter"
+)
+
+// TestRawClone loads the same tp_btf clone through cilium/ebpf and from
+// the raw template, and checks that the kernel sees the same program: the
+// same instructions after verification (maps, descriptor, fill_data), the
+// same number of verified instructions, the same name and type. The
+// fentry templates, which this host cannot load, must build too.
+func TestRawClone(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("TestRawClone: SKIPPED, needs root to load BPF programs")
+	}
+	scan, err := btfscan.Scan(btfscan.Options{CORETypes: CORETypes, Kfuncs: Kfuncs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	daddr := filter.Any()
+	daddr.Daddr = netip.MustParsePrefix("10.0.0.2/32")
+	for _, c := range []struct {
+		name     string
+		f        filter.Filter
+		template string
+		target   string
+	}{
+		{"any", filter.Any(), "tp_skb1", "net_dev_queue"},
+		{"daddr", daddr, "tp_skb1", "netif_receive_skb"},
+		{"kfree_skb", daddr, "tp_kfree_skb", "kfree_skb"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			o, err := newObjectsFor(bpf.Tracepoint, c.f, nil, true, true, btf.NewCache(), scan.CORE)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer o.Close()
+			desc := descriptor(77, 0) | descDying
+			viaCilium, err := o.loadProgram(c.template, c.target, false, desc, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer viaCilium.Close()
+			rt, err := o.rawTemplate(c.template)
+			if err != nil || rt == nil {
+				t.Fatalf("raw template: %v, %v", rt, err)
+			}
+			id, err := rt.attachTypeID(o.cache, c.target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, err := rt.load(desc, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer raw.Close()
+			want, got := progInfo(t, viaCilium), progInfo(t, raw)
+			if got.name != want.name || got.typ != want.typ || got.verified != want.verified {
+				t.Errorf("raw clone %+v, cilium/ebpf's %+v", got.summary(), want.summary())
+			}
+			if len(got.xlated) == 0 || !slices.Equal(got.xlated, want.xlated) {
+				t.Errorf("raw clone: %d translated instructions differ from cilium/ebpf's %d", len(got.xlated), len(want.xlated))
+			}
+		})
+	}
+	o, err := newObjects(bpf.Fentry, filter.Any(), nil, true, btf.NewCache(), scan.CORE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	for pos := 1; pos <= 6; pos++ {
+		tmpl := fentryTemplate(Target{SkbPos: pos})
+		if rt, err := o.rawTemplate(tmpl); err != nil || rt == nil || len(rt.descOffs) == 0 {
+			t.Errorf("%s: raw template %v, %v", tmpl, rt, err)
+		}
+	}
+}
+
+type loadedInfo struct {
+	name     string
+	typ      ebpf.ProgramType
+	verified uint32
+	xlated   []rawInsn
+}
+
+// rawInsn is an instruction as the kernel reports it, without metadata.
+type rawInsn struct {
+	op       asm.OpCode
+	dst, src asm.Register
+	off      int16
+	imm      int64
+}
+
+func (l loadedInfo) summary() any {
+	return struct {
+		Name     string
+		Type     ebpf.ProgramType
+		Verified uint32
+		Xlated   int
+	}{l.name, l.typ, l.verified, len(l.xlated)}
+}
+
+func progInfo(t *testing.T, p *ebpf.Program) loadedInfo {
+	t.Helper()
+	info, err := p.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	insns, err := info.Instructions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var x []rawInsn
+	for _, ins := range insns {
+		x = append(x, rawInsn{ins.OpCode, ins.Dst, ins.Src, ins.Offset, ins.Constant})
+	}
+	v, _ := info.VerifiedInstructions()
+	return loadedInfo{info.Name, info.Type, v, x}
+}
