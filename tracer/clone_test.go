@@ -13,6 +13,7 @@ import (
 	"github.com/ipftrace/ipftrace/bpf"
 	"github.com/ipftrace/ipftrace/btfscan"
 	"github.com/ipftrace/ipftrace/filter"
+	"github.com/ipftrace/ipftrace/module"
 )
 
 // TestRawClone loads the same tp_btf clone through cilium/ebpf and from
@@ -30,18 +31,28 @@ func TestRawClone(t *testing.T) {
 	}
 	daddr := filter.Any()
 	daddr.Daddr = netip.MustParsePrefix("10.0.0.2/32")
+	kernel, err := btf.LoadKernelSpec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mods, err := module.Build([]string{"gso"}, kernel, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		name     string
 		f        filter.Filter
+		fill     asm.Instructions // -m
 		template string
 		target   string
 	}{
-		{"any", filter.Any(), "tp_skb1", "net_dev_queue"},
-		{"daddr", daddr, "tp_skb1", "netif_receive_skb"},
-		{"kfree_skb", daddr, "tp_kfree_skb", "kfree_skb"},
+		{"any", filter.Any(), nil, "tp_skb1", "net_dev_queue"},
+		{"daddr", daddr, nil, "tp_skb1", "netif_receive_skb"},
+		{"kfree_skb", daddr, nil, "tp_kfree_skb", "kfree_skb"},
+		{"module", daddr, mods.Instructions(), "tp_skb1", "net_dev_queue"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			o, err := newObjectsFor(bpf.Tracepoint, c.f, nil, true, true, btf.NewCache(), scan.CORE)
+			o, err := newObjectsFor(bpf.Tracepoint, c.f, c.fill, true, true, btf.NewCache(), scan.CORE)
 			if err != nil {
 				t.Fatal(err)
 			}
