@@ -14,9 +14,11 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
+	"github.com/ipftrace/ipftrace/btfscan"
 	"github.com/ipftrace/ipftrace/internal/phase"
 )
 
@@ -168,6 +170,7 @@ func workers() int { return max(2, runtime.NumCPU()) }
 // attachTracing loads one clone of the template per target, in parallel, and
 // attaches each (fentry or tp_btf).
 func (t *tracer) attachTracing(ctx context.Context, a *attachment, p *progress) error {
+	t.setAttachIDs()
 	jobs := make(chan int)
 	var wg sync.WaitGroup
 	for range workers() {
@@ -199,6 +202,30 @@ loop:
 		t.verbosef("%d clones went through cilium/ebpf's loader after their raw load failed (first: %v)", n, first)
 	}
 	return err
+}
+
+// setAttachIDs reads the vmlinux BTF IDs of the targets in vmlinux for the
+// raw clone loads. Without them (no BTF file, say) every clone goes through
+// cilium/ebpf's loader, which looks its target up itself.
+func (t *tracer) setAttachIDs() {
+	var names []string
+	for _, tg := range t.targets {
+		if tg.Module == "" {
+			names = append(names, tg.Name)
+		}
+	}
+	var fn, tp map[string]btf.TypeID
+	var err error
+	if t.backend == BackendTracepoint {
+		_, tp, err = btfscan.AttachIDs(btfscan.DefaultBTFPath, nil, names)
+		t.objs.attachIDs = tp
+	} else {
+		fn, _, err = btfscan.AttachIDs(btfscan.DefaultBTFPath, names, nil)
+		t.objs.attachIDs = fn
+	}
+	if err != nil && t.cfg.Verbose {
+		t.verbosef("attach targets' BTF IDs: %v; loading every clone through cilium/ebpf", err)
+	}
 }
 
 func (t *tracer) attachOneTracing(id int, a *attachment) {

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
@@ -145,7 +146,7 @@ func (t *tracer) probeBackend(name string) error {
 		if !ok {
 			return errors.New("no function to probe")
 		}
-		prog, err := t.objs.loadProgram(fentryTemplate(f), f.Name, f.Module != "", descriptor(0, 0), true)
+		prog, err := t.loadProbe(fentryTemplate(f), f)
 		if err != nil {
 			return err
 		}
@@ -185,7 +186,7 @@ func (t *tracer) probeBackend(name string) error {
 			return errors.New("no skb tracepoints found")
 		}
 		tp := t.cfg.Tracepoints[0]
-		prog, err := t.objs.loadProgram(tpTemplate(tp), tp.Name, tp.Module != "", descriptor(0, 0), true)
+		prog, err := t.loadProbe(tpTemplate(tp), tp)
 		if err != nil {
 			return err
 		}
@@ -193,6 +194,22 @@ func (t *tracer) probeBackend(name string) error {
 		return nil
 	}
 	return fmt.Errorf("unknown backend %q", name)
+}
+
+// loadProbe loads the clone of template for tg that probes a backend, the
+// way the attach will load it (a raw clone if it can): through cilium/ebpf,
+// the lookup of the target alone grew the process by tens of MB.
+func (t *tracer) loadProbe(template string, tg Target) (*ebpf.Program, error) {
+	var ids map[string]btf.TypeID
+	if tg.Module == "" {
+		if tg.Tracepoint {
+			_, ids, _ = btfscan.AttachIDs(btfscan.DefaultBTFPath, nil, []string{tg.Name})
+		} else {
+			ids, _, _ = btfscan.AttachIDs(btfscan.DefaultBTFPath, []string{tg.Name}, nil)
+		}
+	}
+	id, ok := ids[tg.Name] // a failed lookup: loadProgram's own
+	return t.objs.loadCloneID(template, tg.Name, tg.Module != "", descriptor(0, 0), id, ok)
 }
 
 // probeFunc picks a function to probe a backend with: a common one if the job

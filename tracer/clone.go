@@ -224,27 +224,3 @@ func (rt *rawTemplate) load(desc uint64, attachID btf.TypeID) (*ebpf.Program, er
 	}
 	return ebpf.NewProgramFromFD(int(fd))
 }
-
-// attachTypeID returns the vmlinux BTF ID that a clone of this template
-// attaches to for target name: the function (fentry) or the tracepoint's
-// btf_trace_ typedef (tp_btf).
-func (rt *rawTemplate) attachTypeID(cache *btf.Cache, name string) (btf.TypeID, error) {
-	spec, err := cache.Kernel()
-	if err != nil {
-		return 0, err
-	}
-	var typ btf.Type
-	if rt.attachType == bpfAttachTraceRawTp {
-		var td *btf.Typedef
-		err = spec.TypeByName("btf_trace_"+name, &td)
-		typ = td
-	} else {
-		var fn *btf.Func
-		err = spec.TypeByName(name, &fn)
-		typ = fn
-	}
-	if err != nil {
-		return 0, err
-	}
-	return spec.TypeID(typ)
-}

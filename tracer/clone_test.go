@@ -67,9 +67,13 @@ func TestRawClone(t *testing.T) {
 			if err != nil || rt == nil {
 				t.Fatalf("raw template: %v, %v", rt, err)
 			}
-			id, err := rt.attachTypeID(o.cache, c.target)
+			_, tps, err := btfscan.AttachIDs(btfscan.DefaultBTFPath, nil, []string{c.target})
 			if err != nil {
 				t.Fatal(err)
+			}
+			id, ok := tps[c.target]
+			if !ok {
+				t.Fatalf("no BTF ID for tracepoint %s", c.target)
 			}
 			raw, err := rt.load(desc, id)
 			if err != nil {

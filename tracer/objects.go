@@ -10,6 +10,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
+	"golang.org/x/sys/unix"
 
 	"github.com/ipftrace/ipftrace/bpf"
 	"github.com/ipftrace/ipftrace/btfscan"
@@ -64,6 +65,7 @@ type objects struct {
 	raw         map[string]*rawTemplate // per-function templates marshalled for cloning (loadClone); nil entry: not possible
 	rawFailed   int                     // raw clone loads that failed, then went through loadProgram
 	rawFirstErr error                   // the first of them
+	attachIDs   map[string]btf.TypeID   // vmlinux BTF IDs of the attach targets (btfscan.AttachIDs); a name not in it is loaded by loadProgram
 }
 
 // newObjects loads the collection spec of group g (the first the run
@@ -247,24 +249,31 @@ func (o *objects) Close() {
 }
 
 // loadClone loads a clone of an fentry or tp_btf template for target
-// attachTo with descriptor desc. A target in vmlinux is loaded from the
-// template's raw form (rawTemplate) when the run has the scan's types;
+// attachTo with descriptor desc. A target in vmlinux with an ID in
+// attachIDs is loaded from the template's raw form (rawTemplate) when the
+// run has the scan's types;
 // anything else, and any clone the raw load fails for, goes through
 // loadProgram, which then gives cilium/ebpf's error (with the verifier's
 // log) for a clone the kernel refuses.
 func (o *objects) loadClone(template, attachTo string, inModule bool, desc uint64) (*ebpf.Program, error) {
-	if o.core != nil && !inModule {
+	id, ok := o.attachIDs[attachTo]
+	return o.loadCloneID(template, attachTo, inModule, desc, id, ok)
+}
+
+// loadCloneID is loadClone with the target's BTF ID given (ok: known).
+func (o *objects) loadCloneID(template, attachTo string, inModule bool, desc uint64, id btf.TypeID, ok bool) (*ebpf.Program, error) {
+	if ok && o.core != nil && !inModule {
 		rt, err := o.rawTemplate(template)
 		if err == nil && rt != nil {
-			var id btf.TypeID
-			o.btfMu.RLock()
-			id, err = rt.attachTypeID(o.cache, attachTo)
-			o.btfMu.RUnlock()
-			if err == nil {
-				var p *ebpf.Program
-				if p, err = rt.load(desc, id); err == nil {
-					return p, nil
-				}
+			var p *ebpf.Program
+			if p, err = rt.load(desc, id); err == nil {
+				return p, nil
+			}
+			if errors.Is(err, unix.EPERM) {
+				// Not permitted (fentry on some kernels, no privileges):
+				// cilium/ebpf's load would fail the same way, after
+				// decoding the kernel's types for its target.
+				return nil, fmt.Errorf("%s: %w", template, err)
 			}
 		}
 		if err != nil {
