@@ -199,7 +199,7 @@ loop:
 	close(jobs)
 	wg.Wait()
 	if n, first := t.objs.rawFailures(); n > 0 && t.cfg.Verbose {
-		t.verbosef("%d clones went through cilium/ebpf's loader after their raw load failed (first: %v)", n, first)
+		t.verbosef("%d clones went through cilium/ebpf's loader: no raw template (first: %v)", n, first)
 	}
 	return err
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
@@ -209,18 +210,58 @@ func (rt *rawTemplate) load(desc uint64, attachID btf.TypeID) (*ebpf.Program, er
 		attr.lineInfo = uint64(uintptr(unsafe.Pointer(&rt.lineInfo[0])))
 		attr.lineInfoCnt = rt.nLineInfo
 	}
-	var fd uintptr
-	var errno unix.Errno
-	for range 5 { // as cilium/ebpf: the verifier may be interrupted by a signal
-		fd, _, errno = unix.Syscall(unix.SYS_BPF, bpfProgLoad, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
-		if errno != unix.EAGAIN {
-			break
+	defer runtime.KeepAlive(rt)
+	defer runtime.KeepAlive(insns)
+	fd, errno := progLoad(&attr)
+	if errno != 0 && errno != unix.EPERM {
+		// Load again with the verifier's log, for its reason, as
+		// cilium/ebpf reports it.
+		log := make([]byte, 256<<10)
+		attr.logLevel, attr.logSize = 1, uint32(len(log))
+		attr.logBuf = uint64(uintptr(unsafe.Pointer(&log[0])))
+		var errno2 unix.Errno
+		if fd, errno2 = progLoad(&attr); errno2 != 0 {
+			return nil, fmt.Errorf("load program: %w%s", errno, verifierReason(log))
 		}
+		errno = 0
 	}
-	runtime.KeepAlive(insns)
-	runtime.KeepAlive(rt)
 	if errno != 0 {
 		return nil, fmt.Errorf("load program: %w", errno)
 	}
 	return ebpf.NewProgramFromFD(int(fd))
+}
+
+// progLoad calls BPF_PROG_LOAD, again if the verifier was interrupted by a
+// signal (EAGAIN), as cilium/ebpf does.
+func progLoad(attr *progLoadAttr) (int, unix.Errno) {
+	for range 5 {
+		fd, _, errno := unix.Syscall(unix.SYS_BPF, bpfProgLoad, uintptr(unsafe.Pointer(attr)), unsafe.Sizeof(*attr))
+		if errno != unix.EAGAIN {
+			return int(fd), errno
+		}
+	}
+	return -1, unix.EAGAIN
+}
+
+// verifierReason returns ": <the last line of a verifier log>" (before its
+// statistics), or "".
+func verifierReason(log []byte) string {
+	if i := bytes.IndexByte(log, 0); i >= 0 {
+		log = log[:i]
+	}
+	lines := strings.Split(strings.TrimSpace(string(log)), "\n")
+	// The statistics the verifier ends with are not the reason.
+	for len(lines) > 1 && (strings.HasPrefix(lines[len(lines)-1], "processed ") ||
+		strings.HasPrefix(lines[len(lines)-1], "verification time") ||
+		strings.HasPrefix(lines[len(lines)-1], "stack depth")) {
+		lines = lines[:len(lines)-1]
+	}
+	last := strings.TrimSpace(lines[len(lines)-1])
+	if last == "" {
+		return ""
+	}
+	if len(lines) > 1 {
+		return fmt.Sprintf(": %s (%d line(s) omitted)", last, len(lines)-1)
+	}
+	return ": " + last
 }

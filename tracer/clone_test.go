@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -80,6 +81,10 @@ func TestRawClone(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer raw.Close()
+			// A refused clone says why, from the verifier's log.
+			if _, err := rt.load(desc, 1); err == nil || !strings.Contains(err.Error(), "load program: invalid argument: ") {
+				t.Errorf("raw clone attached to type 1: error %v, want the verifier's reason", err)
+			}
 			want, got := progInfo(t, viaCilium), progInfo(t, raw)
 			if got.name != want.name || got.typ != want.typ || got.verified != want.verified {
 				t.Errorf("raw clone %+v, cilium/ebpf's %+v", got.summary(), want.summary())
@@ -142,4 +147,19 @@ func progInfo(t *testing.T, p *ebpf.Program) loadedInfo {
 	}
 	v, _ := info.VerifiedInstructions()
 	return loadedInfo{info.Name, info.Type, v, x}
+}
+
+// TestVerifierReason checks the reason taken from a verifier log.
+func TestVerifierReason(t *testing.T) {
+	for _, c := range []struct{ log, want string }{
+		{"", ""},
+		{"The function nf_log_packet with variable args is unsupported.\nprocessed 0 insns (limit 1000000) max_states_per_insn 0 total_states 0 peak_states 0 mark_read 0\n\x00junk",
+			": The function nf_log_packet with variable args is unsupported."},
+		{"0: (79) r1 = *(u64 *)(r1 +0)\nR1 invalid mem access 'scalar'\nprocessed 1 insns\nverification time 5 usec\nstack depth 0\n",
+			": R1 invalid mem access 'scalar' (1 line(s) omitted)"},
+	} {
+		if got := verifierReason([]byte(c.log)); got != c.want {
+			t.Errorf("verifierReason(%q) = %q, want %q", c.log, got, c.want)
+		}
+	}
 }

@@ -10,7 +10,6 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
-	"golang.org/x/sys/unix"
 
 	"github.com/ipftrace/ipftrace/bpf"
 	"github.com/ipftrace/ipftrace/btfscan"
@@ -63,7 +62,7 @@ type objects struct {
 
 	rawMu       sync.Mutex
 	raw         map[string]*rawTemplate // per-function templates marshalled for cloning (loadClone); nil entry: not possible
-	rawFailed   int                     // raw clone loads that failed, then went through loadProgram
+	rawFailed   int                     // clones whose raw template could not be built, loaded by loadProgram
 	rawFirstErr error                   // the first of them
 	attachIDs   map[string]btf.TypeID   // vmlinux BTF IDs of the attach targets (btfscan.AttachIDs); a name not in it is loaded by loadProgram
 }
@@ -251,10 +250,9 @@ func (o *objects) Close() {
 // loadClone loads a clone of an fentry or tp_btf template for target
 // attachTo with descriptor desc. A target in vmlinux with an ID in
 // attachIDs is loaded from the template's raw form (rawTemplate) when the
-// run has the scan's types;
-// anything else, and any clone the raw load fails for, goes through
-// loadProgram, which then gives cilium/ebpf's error (with the verifier's
-// log) for a clone the kernel refuses.
+// run has the scan's types, and a refusal is reported with the verifier's
+// last line, as cilium/ebpf words it. Anything else goes through
+// loadProgram.
 func (o *objects) loadClone(template, attachTo string, inModule bool, desc uint64) (*ebpf.Program, error) {
 	id, ok := o.attachIDs[attachTo]
 	return o.loadCloneID(template, attachTo, inModule, desc, id, ok)
@@ -265,21 +263,19 @@ func (o *objects) loadCloneID(template, attachTo string, inModule bool, desc uin
 	if ok && o.core != nil && !inModule {
 		rt, err := o.rawTemplate(template)
 		if err == nil && rt != nil {
-			var p *ebpf.Program
-			if p, err = rt.load(desc, id); err == nil {
-				return p, nil
+			// The kernel's answer stands: through cilium/ebpf a refused
+			// clone was refused again, after decoding its target's types
+			// (tens of MB for the few functions fentry cannot attach).
+			p, err := rt.load(desc, id)
+			if err != nil {
+				return nil, fmt.Errorf("program %s: %w", template, err)
 			}
-			if errors.Is(err, unix.EPERM) {
-				// Not permitted (fentry on some kernels, no privileges):
-				// cilium/ebpf's load would fail the same way, after
-				// decoding the kernel's types for its target.
-				return nil, fmt.Errorf("%s: %w", template, err)
-			}
+			return p, nil
 		}
 		if err != nil {
 			o.rawMu.Lock()
 			if o.rawFailed++; o.rawFirstErr == nil {
-				o.rawFirstErr = fmt.Errorf("%s: %w", attachTo, err)
+				o.rawFirstErr = err
 			}
 			o.rawMu.Unlock()
 		}
@@ -287,8 +283,8 @@ func (o *objects) loadCloneID(template, attachTo string, inModule bool, desc uin
 	return o.loadProgram(template, attachTo, inModule, desc, true)
 }
 
-// rawFailures returns how many raw clone loads failed (each then went
-// through loadProgram), and the first error.
+// rawFailures returns how many clones could not use their raw template
+// (each then went through loadProgram), and the first error.
 func (o *objects) rawFailures() (int, error) {
 	o.rawMu.Lock()
 	defer o.rawMu.Unlock()
