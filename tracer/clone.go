@@ -21,8 +21,8 @@ import (
 // function's descriptor written at descOffs and one BPF_PROG_LOAD, the way
 // retsnoop and nettrace clone theirs. Through cilium/ebpf every clone
 // repeated all of that work (a collection, map and reference resolution,
-// marshalling, a BTF handle): a third of a clone's CPU natively and most
-// of the garbage the attach made.
+// marshalling, a BTF handle): a sixth of a clone's CPU natively (3.86 →
+// 3.26 ms, BenchmarkLoadClone) and ~1800 allocations per clone.
 type rawTemplate struct {
 	progType   uint32
 	attachType uint32
