@@ -214,18 +214,22 @@ func (t *tracer) setAttachIDs() {
 			names = append(names, tg.Name)
 		}
 	}
-	var fn, tp map[string]btf.TypeID
 	var err error
-	if t.backend == BackendTracepoint {
-		_, tp, err = btfscan.AttachIDs(btfscan.DefaultBTFPath, nil, names)
-		t.objs.attachIDs = tp
-	} else {
-		fn, _, err = btfscan.AttachIDs(btfscan.DefaultBTFPath, names, nil)
-		t.objs.attachIDs = fn
-	}
+	t.objs.attachIDs, err = attachIDs(t.backend == BackendTracepoint, names)
 	if err != nil && t.cfg.Verbose {
 		t.verbosef("attach targets' BTF IDs: %v; loading every clone through cilium/ebpf", err)
 	}
+}
+
+// attachIDs returns the vmlinux BTF IDs of names: tracepoints' or
+// functions'.
+func attachIDs(tracepoints bool, names []string) (map[string]btf.TypeID, error) {
+	if tracepoints {
+		_, tp, err := btfscan.AttachIDs(btfscan.DefaultBTFPath, nil, names)
+		return tp, err
+	}
+	fn, _, err := btfscan.AttachIDs(btfscan.DefaultBTFPath, names, nil)
+	return fn, err
 }
 
 func (t *tracer) attachOneTracing(id int, a *attachment) {

@@ -202,11 +202,7 @@ func (t *tracer) probeBackend(name string) error {
 func (t *tracer) loadProbe(template string, tg Target) (*ebpf.Program, error) {
 	var ids map[string]btf.TypeID
 	if tg.Module == "" {
-		if tg.Tracepoint {
-			_, ids, _ = btfscan.AttachIDs(btfscan.DefaultBTFPath, nil, []string{tg.Name})
-		} else {
-			ids, _, _ = btfscan.AttachIDs(btfscan.DefaultBTFPath, []string{tg.Name}, nil)
-		}
+		ids, _ = attachIDs(tg.Tracepoint, []string{tg.Name})
 	}
 	id, ok := ids[tg.Name] // a failed lookup: loadProgram's own
 	return t.objs.loadCloneID(template, tg.Name, tg.Module != "", descriptor(0, 0), id, ok)

@@ -135,7 +135,7 @@ func (o *objects) buildRawTemplate(template string) (*rawTemplate, error) {
 			if err := ins.AssociateMap(m); err != nil {
 				return nil, fmt.Errorf("instruction %d: %w", i, err)
 			}
-		case ins.OpCode.IsDWordLoad() && ins.Src == 0 && uint64(ins.Constant) == descMarker:
+		case isDescMarker(ins):
 			rt.descOffs = append(rt.descOffs, off)
 		}
 		off += int(ins.Size())

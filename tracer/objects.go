@@ -492,11 +492,16 @@ func funcRange(insns asm.Instructions, name string) (int, int, error) {
 	return start, end, nil
 }
 
+// isDescMarker reports whether ins is the ld_imm64 of descMarker.
+func isDescMarker(ins *asm.Instruction) bool {
+	return ins.OpCode.IsDWordLoad() && ins.Src == 0 && uint64(ins.Constant) == descMarker
+}
+
 // patchDescriptor replaces every descMarker ld_imm64 constant with desc.
 func patchDescriptor(insns asm.Instructions, desc uint64) error {
 	n := 0
 	for i := range insns {
-		if insns[i].OpCode.IsDWordLoad() && insns[i].Src == 0 && uint64(insns[i].Constant) == descMarker {
+		if isDescMarker(&insns[i]) {
 			insns[i].Constant = int64(desc)
 			n++
 		}
