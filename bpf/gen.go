@@ -24,7 +24,7 @@ type Group int
 // The program groups.
 const (
 	Tracepoint  Group = iota // tp_btf programs: tp_skbN, tp_kfree_skb
-	Fentry                   // fentry_skbN, fexit_clone
+	Fentry                   // fentry_skbN, fentry_sharedN, fexit_clone
 	Kprobe                   // kprobe_skbN, kprobe_clone, kretprobe_clone
 	KprobeMulti              // kprobe_multi_skbN and the kprobe-multi clone pair
 )

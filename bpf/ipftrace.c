@@ -1044,6 +1044,42 @@ FENTRY(10)
 FENTRY(11)
 FENTRY(12)
 
+/*
+ * fentry with shared handlers (tracer/fentry.go): functions of one BTF
+ * prototype share one handler, which a 5-instruction program per function
+ * reaches by tail call (the kernel allows tail calls only between tracing
+ * programs of the same attach prototype). The descriptor is the link's
+ * cookie, which the tail call keeps: the trampoline set it for the
+ * program it entered.
+ */
+#define FENTRY_SHARED(N)                                                       \
+	SEC("fentry/placeholder")                                              \
+	int fentry_shared##N(u64 *ctx)                                         \
+	{                                                                      \
+		struct sk_buff *skb = (struct sk_buff *)ctx[N - 1];            \
+		if (skb)                                                       \
+			HANDLE(skb, 1, 0, 0, {                                    \
+				desc = bpf_get_attach_cookie(ctx);             \
+				u32 rpos = desc_reason_pos(desc);              \
+				if (rpos)                                      \
+					bpf_get_func_arg(ctx, rpos - 1, &reason); \
+			}, fentry_sock(ctx, desc));                            \
+		return 0;                                                      \
+	}
+
+FENTRY_SHARED(1)
+FENTRY_SHARED(2)
+FENTRY_SHARED(3)
+FENTRY_SHARED(4)
+FENTRY_SHARED(5)
+FENTRY_SHARED(6)
+FENTRY_SHARED(7)
+FENTRY_SHARED(8)
+FENTRY_SHARED(9)
+FENTRY_SHARED(10)
+FENTRY_SHARED(11)
+FENTRY_SHARED(12)
+
 /* fexit on skb_clone, skb_copy, __pskb_copy_fclone, skb_copy_expand. */
 SEC("fexit/placeholder")
 int fexit_clone(u64 *ctx)

@@ -20,6 +20,18 @@ const (
 	IpftraceFentryMapCounters        = "counters"
 	IpftraceFentryMapEvents          = "events"
 	IpftraceFentryMapTrack           = "track"
+	IpftraceFentryProgFentryShared1  = "fentry_shared1"
+	IpftraceFentryProgFentryShared10 = "fentry_shared10"
+	IpftraceFentryProgFentryShared11 = "fentry_shared11"
+	IpftraceFentryProgFentryShared12 = "fentry_shared12"
+	IpftraceFentryProgFentryShared2  = "fentry_shared2"
+	IpftraceFentryProgFentryShared3  = "fentry_shared3"
+	IpftraceFentryProgFentryShared4  = "fentry_shared4"
+	IpftraceFentryProgFentryShared5  = "fentry_shared5"
+	IpftraceFentryProgFentryShared6  = "fentry_shared6"
+	IpftraceFentryProgFentryShared7  = "fentry_shared7"
+	IpftraceFentryProgFentryShared8  = "fentry_shared8"
+	IpftraceFentryProgFentryShared9  = "fentry_shared9"
 	IpftraceFentryProgFentrySkb1     = "fentry_skb1"
 	IpftraceFentryProgFentrySkb10    = "fentry_skb10"
 	IpftraceFentryProgFentrySkb11    = "fentry_skb11"
@@ -98,19 +110,31 @@ type IpftraceFentrySpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type IpftraceFentryProgramSpecs struct {
-	FentrySkb1  *ebpf.ProgramSpec `ebpf:"fentry_skb1"`
-	FentrySkb10 *ebpf.ProgramSpec `ebpf:"fentry_skb10"`
-	FentrySkb11 *ebpf.ProgramSpec `ebpf:"fentry_skb11"`
-	FentrySkb12 *ebpf.ProgramSpec `ebpf:"fentry_skb12"`
-	FentrySkb2  *ebpf.ProgramSpec `ebpf:"fentry_skb2"`
-	FentrySkb3  *ebpf.ProgramSpec `ebpf:"fentry_skb3"`
-	FentrySkb4  *ebpf.ProgramSpec `ebpf:"fentry_skb4"`
-	FentrySkb5  *ebpf.ProgramSpec `ebpf:"fentry_skb5"`
-	FentrySkb6  *ebpf.ProgramSpec `ebpf:"fentry_skb6"`
-	FentrySkb7  *ebpf.ProgramSpec `ebpf:"fentry_skb7"`
-	FentrySkb8  *ebpf.ProgramSpec `ebpf:"fentry_skb8"`
-	FentrySkb9  *ebpf.ProgramSpec `ebpf:"fentry_skb9"`
-	FexitClone  *ebpf.ProgramSpec `ebpf:"fexit_clone"`
+	FentryShared1  *ebpf.ProgramSpec `ebpf:"fentry_shared1"`
+	FentryShared10 *ebpf.ProgramSpec `ebpf:"fentry_shared10"`
+	FentryShared11 *ebpf.ProgramSpec `ebpf:"fentry_shared11"`
+	FentryShared12 *ebpf.ProgramSpec `ebpf:"fentry_shared12"`
+	FentryShared2  *ebpf.ProgramSpec `ebpf:"fentry_shared2"`
+	FentryShared3  *ebpf.ProgramSpec `ebpf:"fentry_shared3"`
+	FentryShared4  *ebpf.ProgramSpec `ebpf:"fentry_shared4"`
+	FentryShared5  *ebpf.ProgramSpec `ebpf:"fentry_shared5"`
+	FentryShared6  *ebpf.ProgramSpec `ebpf:"fentry_shared6"`
+	FentryShared7  *ebpf.ProgramSpec `ebpf:"fentry_shared7"`
+	FentryShared8  *ebpf.ProgramSpec `ebpf:"fentry_shared8"`
+	FentryShared9  *ebpf.ProgramSpec `ebpf:"fentry_shared9"`
+	FentrySkb1     *ebpf.ProgramSpec `ebpf:"fentry_skb1"`
+	FentrySkb10    *ebpf.ProgramSpec `ebpf:"fentry_skb10"`
+	FentrySkb11    *ebpf.ProgramSpec `ebpf:"fentry_skb11"`
+	FentrySkb12    *ebpf.ProgramSpec `ebpf:"fentry_skb12"`
+	FentrySkb2     *ebpf.ProgramSpec `ebpf:"fentry_skb2"`
+	FentrySkb3     *ebpf.ProgramSpec `ebpf:"fentry_skb3"`
+	FentrySkb4     *ebpf.ProgramSpec `ebpf:"fentry_skb4"`
+	FentrySkb5     *ebpf.ProgramSpec `ebpf:"fentry_skb5"`
+	FentrySkb6     *ebpf.ProgramSpec `ebpf:"fentry_skb6"`
+	FentrySkb7     *ebpf.ProgramSpec `ebpf:"fentry_skb7"`
+	FentrySkb8     *ebpf.ProgramSpec `ebpf:"fentry_skb8"`
+	FentrySkb9     *ebpf.ProgramSpec `ebpf:"fentry_skb9"`
+	FexitClone     *ebpf.ProgramSpec `ebpf:"fexit_clone"`
 }
 
 // IpftraceFentryMapSpecs contains maps before they are loaded into the kernel.
@@ -216,23 +240,47 @@ type IpftraceFentryVariables struct {
 //
 // It can be passed to LoadIpftraceFentryObjects or ebpf.CollectionSpec.LoadAndAssign.
 type IpftraceFentryPrograms struct {
-	FentrySkb1  *ebpf.Program `ebpf:"fentry_skb1"`
-	FentrySkb10 *ebpf.Program `ebpf:"fentry_skb10"`
-	FentrySkb11 *ebpf.Program `ebpf:"fentry_skb11"`
-	FentrySkb12 *ebpf.Program `ebpf:"fentry_skb12"`
-	FentrySkb2  *ebpf.Program `ebpf:"fentry_skb2"`
-	FentrySkb3  *ebpf.Program `ebpf:"fentry_skb3"`
-	FentrySkb4  *ebpf.Program `ebpf:"fentry_skb4"`
-	FentrySkb5  *ebpf.Program `ebpf:"fentry_skb5"`
-	FentrySkb6  *ebpf.Program `ebpf:"fentry_skb6"`
-	FentrySkb7  *ebpf.Program `ebpf:"fentry_skb7"`
-	FentrySkb8  *ebpf.Program `ebpf:"fentry_skb8"`
-	FentrySkb9  *ebpf.Program `ebpf:"fentry_skb9"`
-	FexitClone  *ebpf.Program `ebpf:"fexit_clone"`
+	FentryShared1  *ebpf.Program `ebpf:"fentry_shared1"`
+	FentryShared10 *ebpf.Program `ebpf:"fentry_shared10"`
+	FentryShared11 *ebpf.Program `ebpf:"fentry_shared11"`
+	FentryShared12 *ebpf.Program `ebpf:"fentry_shared12"`
+	FentryShared2  *ebpf.Program `ebpf:"fentry_shared2"`
+	FentryShared3  *ebpf.Program `ebpf:"fentry_shared3"`
+	FentryShared4  *ebpf.Program `ebpf:"fentry_shared4"`
+	FentryShared5  *ebpf.Program `ebpf:"fentry_shared5"`
+	FentryShared6  *ebpf.Program `ebpf:"fentry_shared6"`
+	FentryShared7  *ebpf.Program `ebpf:"fentry_shared7"`
+	FentryShared8  *ebpf.Program `ebpf:"fentry_shared8"`
+	FentryShared9  *ebpf.Program `ebpf:"fentry_shared9"`
+	FentrySkb1     *ebpf.Program `ebpf:"fentry_skb1"`
+	FentrySkb10    *ebpf.Program `ebpf:"fentry_skb10"`
+	FentrySkb11    *ebpf.Program `ebpf:"fentry_skb11"`
+	FentrySkb12    *ebpf.Program `ebpf:"fentry_skb12"`
+	FentrySkb2     *ebpf.Program `ebpf:"fentry_skb2"`
+	FentrySkb3     *ebpf.Program `ebpf:"fentry_skb3"`
+	FentrySkb4     *ebpf.Program `ebpf:"fentry_skb4"`
+	FentrySkb5     *ebpf.Program `ebpf:"fentry_skb5"`
+	FentrySkb6     *ebpf.Program `ebpf:"fentry_skb6"`
+	FentrySkb7     *ebpf.Program `ebpf:"fentry_skb7"`
+	FentrySkb8     *ebpf.Program `ebpf:"fentry_skb8"`
+	FentrySkb9     *ebpf.Program `ebpf:"fentry_skb9"`
+	FexitClone     *ebpf.Program `ebpf:"fexit_clone"`
 }
 
 func (p *IpftraceFentryPrograms) Close() error {
 	return _IpftraceFentryClose(
+		p.FentryShared1,
+		p.FentryShared10,
+		p.FentryShared11,
+		p.FentryShared12,
+		p.FentryShared2,
+		p.FentryShared3,
+		p.FentryShared4,
+		p.FentryShared5,
+		p.FentryShared6,
+		p.FentryShared7,
+		p.FentryShared8,
+		p.FentryShared9,
 		p.FentrySkb1,
 		p.FentrySkb10,
 		p.FentrySkb11,

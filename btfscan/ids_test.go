@@ -32,7 +32,7 @@ func TestAttachIDs(t *testing.T) {
 		}
 	}
 	funcs = append(funcs, "no_such_function_ipftrace")
-	fn, tp, err := AttachIDs(DefaultBTFPath, funcs, tps)
+	ids, err := AttachIDs(DefaultBTFPath, funcs, tps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,12 +67,66 @@ func TestAttachIDs(t *testing.T) {
 		}
 		t.Logf("%s: %d of %d names have an ID", kind, found, len(names))
 	}
-	check("function", funcs, fn, func(name string) (btf.TypeID, int) {
+	check("function", funcs, ids.Funcs, func(name string) (btf.TypeID, int) {
 		return idsOf[*btf.Func](t, spec, name)
 	})
-	check("tracepoint", tps, tp, func(name string) (btf.TypeID, int) {
+	check("tracepoint", tps, ids.Tracepoints, func(name string) (btf.TypeID, int) {
 		return idsOf[*btf.Typedef](t, spec, tracepointPrefix+name)
 	})
+}
+
+// TestAttachProtos checks each function's FUNC_PROTO ID against
+// cilium/ebpf's, and that every function with an ID has one.
+func TestAttachProtos(t *testing.T) {
+	if _, err := os.Stat(DefaultBTFPath); err != nil {
+		t.Skipf("TestAttachProtos: SKIPPED, no kernel BTF at %s: %v", DefaultBTFPath, err)
+	}
+	res, err := Scan(Options{IgnoreTraceFS: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var funcs []string
+	for _, f := range res.Funcs {
+		if f.Module == "" && !strings.Contains(f.Name, "___") {
+			funcs = append(funcs, f.Name)
+		}
+	}
+	ids, err := AttachIDs(DefaultBTFPath, funcs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ids.Protos) != len(ids.Funcs) {
+		t.Errorf("%d prototypes for %d functions", len(ids.Protos), len(ids.Funcs))
+	}
+	distinct := map[btf.TypeID]bool{}
+	for name, id := range ids.Funcs {
+		typ, err := spec.TypeByID(id)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		fn, ok := typ.(*btf.Func)
+		if !ok {
+			t.Fatalf("%s: ID %d is a %T", name, id, typ)
+		}
+		want, err := spec.TypeID(fn.Type)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := ids.Protos[name]; got != want {
+			t.Errorf("%s: prototype %d, cilium/ebpf says %d", name, got, want)
+		}
+		distinct[want] = true
+	}
+	// Many skb functions share a prototype ("int (struct sk_buff *skb)"):
+	// that is what lets fentry share handlers.
+	if len(distinct) >= len(ids.Funcs) {
+		t.Errorf("%d prototypes for %d functions: none shared", len(distinct), len(ids.Funcs))
+	}
+	t.Logf("%d functions, %d prototypes", len(ids.Funcs), len(distinct))
 }
 
 // idsOf returns the ID of the one type of kind T named name, and how many

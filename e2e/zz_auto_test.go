@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -133,5 +134,38 @@ func TestAutoPing(t *testing.T) {
 	}
 	if regexp.MustCompile(`lost [1-9]`).MatchString(tr.stderr.String()) {
 		t.Logf("stderr reports lost events:\n%s", tr.stderr.String())
+	}
+	if tr.backend == "fentry" {
+		checkShared(t, tr.stderr.String(), n, m)
+	}
+}
+
+// sharedRE is -v's account of the fentry attach with shared handlers.
+var sharedRE = regexp.MustCompile(`(?m)^ipftrace: fentry: (\d+) functions in (\d+) prototype groups: (\d+) handlers, (\d+) tail calls$`)
+
+// checkShared checks that an fentry --auto run shared handlers: fewer
+// handlers than functions, the others reached by tail call, and a program
+// for every function of the groups attached (the others, module
+// functions above all, load a clone each). The journey the test asserted ran through
+// functions of the large groups ("int (struct sk_buff *skb)"), most of
+// them tail calls, with their own names: the descriptors came from the
+// cookies.
+func checkShared(t *testing.T, stderr string, attached, targets int) {
+	t.Helper()
+	m := sharedRE.FindStringSubmatch(stderr)
+	if m == nil {
+		t.Fatalf("fentry --auto -v printed no shared-handler line:\n%s", stderr)
+	}
+	funcs, _ := strconv.Atoi(m[1])
+	groups, _ := strconv.Atoi(m[2])
+	handlers, _ := strconv.Atoi(m[3])
+	tails, _ := strconv.Atoi(m[4])
+	t.Logf("fentry: %d functions, %d groups, %d handlers, %d tail calls", funcs, groups, handlers, tails)
+	if tails == 0 || groups >= funcs || handlers > groups+groups/10 {
+		t.Errorf("fentry shared nothing: %s", m[0])
+	}
+	if others := targets - funcs; handlers+tails < attached-others {
+		t.Errorf("%d handlers + %d tail calls loaded, but %d of the %d functions in groups attached",
+			handlers, tails, attached-others, funcs)
 	}
 }

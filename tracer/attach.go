@@ -42,6 +42,7 @@ type attachment struct {
 	mu      sync.Mutex
 	links   []link.Link
 	progs   []*ebpf.Program // the per-function clones, kept for their statistics
+	maps    []*ebpf.Map     // the shared handlers' program arrays (emptied when closed)
 	skipped []skip
 }
 
@@ -65,6 +66,13 @@ func (a *attachment) addClone(l link.Link, prog *ebpf.Program) {
 	a.mu.Lock()
 	a.links = append(a.links, l)
 	a.progs = append(a.progs, prog)
+	a.mu.Unlock()
+}
+
+// addMap records a map to keep open until exit.
+func (a *attachment) addMap(m *ebpf.Map) {
+	a.mu.Lock()
+	a.maps = append(a.maps, m)
 	a.mu.Unlock()
 }
 
@@ -168,29 +176,51 @@ func (t *tracer) attach(ctx context.Context, a *attachment, p *progress) error {
 func workers() int { return max(2, runtime.NumCPU()) }
 
 // attachTracing loads one clone of the template per target, in parallel, and
-// attaches each (fentry or tp_btf).
+// attaches each (fentry or tp_btf). fentry functions of one prototype share
+// a handler where the kernel allows it (attachGroup).
 func (t *tracer) attachTracing(ctx context.Context, a *attachment, p *progress) error {
 	t.setAttachIDs()
-	jobs := make(chan int)
+	var groups [][]int
+	rest := make([]int, len(t.targets))
+	for id := range rest {
+		rest[id] = id
+	}
+	if t.backend == BackendFentry {
+		if ok, err := t.sharedHandlers(); ok {
+			groups, rest = t.fentryGroups()
+		} else if t.cfg.Verbose {
+			t.verbosef("fentry: no shared handlers (%v); one clone per function", err)
+		}
+	}
+	jobs := make(chan func())
 	var wg sync.WaitGroup
 	for range workers() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for id := range jobs {
-				t.attachOneTracing(id, a)
-				p.step()
+			for job := range jobs {
+				job()
 			}
 		}()
 	}
+	var work []func()
+	for _, ids := range groups {
+		work = append(work, func() { t.attachGroup(ctx, ids, a, p) })
+	}
+	for _, id := range rest {
+		work = append(work, func() {
+			t.attachOneTracing(id, a)
+			p.step()
+		})
+	}
 	var err error
 loop:
-	for id := range t.targets {
+	for _, job := range work {
 		if err = ctx.Err(); err != nil {
 			break // select picks at random among ready cases
 		}
 		select {
-		case jobs <- id:
+		case jobs <- job:
 		case <-ctx.Done():
 			err = ctx.Err()
 			break loop
@@ -201,12 +231,20 @@ loop:
 	if n, first := t.objs.rawFailures(); n > 0 && t.cfg.Verbose {
 		t.verbosef("%d clones went through cilium/ebpf's loader: no raw template (first: %v)", n, first)
 	}
+	if len(groups) > 0 && t.cfg.Verbose {
+		t.verbosef("fentry: %d functions in %d prototype groups: %d handlers, %d tail calls",
+			len(t.targets)-len(rest), len(groups), t.share.handlers.Load(), t.share.tails.Load())
+	}
+	if n := t.share.fellBack.Load(); n > 0 {
+		fmt.Fprintf(t.cfg.Stderr, "ipftrace: %d fentry handlers could not be shared (first: %v); their functions got one each\n", n, t.share.firstErr.Load())
+	}
 	return err
 }
 
-// setAttachIDs reads the vmlinux BTF IDs of the targets in vmlinux for the
-// raw clone loads. Without them (no BTF file, say) every clone goes through
-// cilium/ebpf's loader, which looks its target up itself.
+// setAttachIDs reads the vmlinux BTF IDs of the targets in vmlinux (and the
+// functions' prototypes) for the raw clone loads. Without them (no BTF
+// file, say) every clone goes through cilium/ebpf's loader, which looks its
+// target up itself.
 func (t *tracer) setAttachIDs() {
 	var names []string
 	for _, tg := range t.targets {
@@ -215,21 +253,27 @@ func (t *tracer) setAttachIDs() {
 		}
 	}
 	var err error
-	t.objs.attachIDs, err = attachIDs(t.backend == BackendTracepoint, names)
+	t.objs.attachIDs, t.objs.protos, err = attachIDs(t.backend == BackendTracepoint, names)
 	if err != nil && t.cfg.Verbose {
 		t.verbosef("attach targets' BTF IDs: %v; loading every clone through cilium/ebpf", err)
 	}
 }
 
-// attachIDs returns the vmlinux BTF IDs of names: tracepoints' or
-// functions'.
-func attachIDs(tracepoints bool, names []string) (map[string]btf.TypeID, error) {
+// attachIDs returns the vmlinux BTF IDs of names, tracepoints' or
+// functions', and the functions' prototypes.
+func attachIDs(tracepoints bool, names []string) (ids, protos map[string]btf.TypeID, err error) {
 	if tracepoints {
-		_, tp, err := btfscan.AttachIDs(btfscan.DefaultBTFPath, nil, names)
-		return tp, err
+		r, err := btfscan.AttachIDs(btfscan.DefaultBTFPath, nil, names)
+		if err != nil {
+			return nil, nil, err
+		}
+		return r.Tracepoints, nil, nil
 	}
-	fn, _, err := btfscan.AttachIDs(btfscan.DefaultBTFPath, names, nil)
-	return fn, err
+	r, err := btfscan.AttachIDs(btfscan.DefaultBTFPath, names, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	return r.Funcs, r.Protos, nil
 }
 
 func (t *tracer) attachOneTracing(id int, a *attachment) {

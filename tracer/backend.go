@@ -55,7 +55,7 @@ func merit(name string, reach, total int) string {
 	case BackendKprobeMulti:
 		return fmt.Sprintf("reaches %d/%d functions, attaches and detaches them in one call each, lowest per-packet cost (make bench)", reach, total)
 	case BackendFentry:
-		return fmt.Sprintf("reaches %d/%d functions, one program load per function, cheaper per packet than kprobes", reach, total)
+		return fmt.Sprintf("reaches %d/%d functions, a program load per prototype and a tail call per function, cheaper per packet than kprobes", reach, total)
 	case BackendKprobe:
 		return fmt.Sprintf("reaches %d/%d functions, one kprobe per function", reach, total)
 	}
@@ -202,7 +202,7 @@ func (t *tracer) probeBackend(name string) error {
 func (t *tracer) loadProbe(template string, tg Target) (*ebpf.Program, error) {
 	var ids map[string]btf.TypeID
 	if tg.Module == "" {
-		ids, _ = attachIDs(tg.Tracepoint, []string{tg.Name})
+		ids, _, _ = attachIDs(tg.Tracepoint, []string{tg.Name})
 	}
 	id, ok := ids[tg.Name] // a failed lookup: loadProgram's own
 	return t.objs.loadCloneID(template, tg.Name, tg.Module != "", descriptor(0, 0), id, ok)

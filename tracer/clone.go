@@ -140,7 +140,7 @@ func (o *objects) buildRawTemplate(template string) (*rawTemplate, error) {
 		}
 		off += int(ins.Size())
 	}
-	if len(rt.descOffs) == 0 {
+	if len(rt.descOffs) == 0 && !cookieTemplate(template) {
 		return nil, errors.New("descriptor marker not found")
 	}
 
@@ -184,6 +184,9 @@ func (rt *rawTemplate) close() {
 // load time to the vmlinux BTF type attachID (a function for fentry, the
 // btf_trace_ typedef for tp_btf).
 func (rt *rawTemplate) load(desc uint64, attachID btf.TypeID) (*ebpf.Program, error) {
+	if desc != 0 && len(rt.descOffs) == 0 {
+		return nil, errors.New("load program: a descriptor for a template without its marker")
+	}
 	insns := make([]byte, len(rt.insns))
 	copy(insns, rt.insns)
 	for _, o := range rt.descOffs {
@@ -197,8 +200,10 @@ func (rt *rawTemplate) load(desc uint64, attachID btf.TypeID) (*ebpf.Program, er
 		license:            uint64(uintptr(unsafe.Pointer(&rt.license[0]))),
 		progName:           rt.name,
 		expectedAttachType: rt.attachType,
-		progBTFFd:          uint32(rt.btf.FD()),
 		attachBTFID:        uint32(attachID),
+	}
+	if rt.btf != nil {
+		attr.progBTFFd = uint32(rt.btf.FD())
 	}
 	if rt.nFuncInfo > 0 {
 		attr.funcInfoRecSize = bpfFuncInfoSize

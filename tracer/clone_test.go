@@ -68,11 +68,11 @@ func TestRawClone(t *testing.T) {
 			if err != nil || rt == nil {
 				t.Fatalf("raw template: %v, %v", rt, err)
 			}
-			_, tps, err := btfscan.AttachIDs(btfscan.DefaultBTFPath, nil, []string{c.target})
+			ids, err := btfscan.AttachIDs(btfscan.DefaultBTFPath, nil, []string{c.target})
 			if err != nil {
 				t.Fatal(err)
 			}
-			id, ok := tps[c.target]
+			id, ok := ids.Tracepoints[c.target]
 			if !ok {
 				t.Fatalf("no BTF ID for tracepoint %s", c.target)
 			}
@@ -102,6 +102,11 @@ func TestRawClone(t *testing.T) {
 	for pos := 1; pos <= 6; pos++ {
 		tmpl := fentryTemplate(Target{SkbPos: pos})
 		if rt, err := o.rawTemplate(tmpl); err != nil || rt == nil || len(rt.descOffs) == 0 {
+			t.Errorf("%s: raw template %v, %v", tmpl, rt, err)
+		}
+		// The shared handlers take the descriptor from the cookie.
+		tmpl = sharedTemplate(Target{SkbPos: pos})
+		if rt, err := o.rawTemplate(tmpl); err != nil || rt == nil || len(rt.descOffs) != 0 {
 			t.Errorf("%s: raw template %v, %v", tmpl, rt, err)
 		}
 	}

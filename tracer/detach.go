@@ -34,6 +34,9 @@ func (t *tracer) detach(a *attachment) {
 	for _, p := range a.progs {
 		p.Close() // the links hold them
 	}
+	for _, m := range a.maps {
+		m.Close() // empties it: the disabled handlers are not reached any more
+	}
 	links := a.links
 	if len(links) == 0 {
 		return

@@ -65,6 +65,7 @@ type objects struct {
 	rawFailed   int                     // clones whose raw template could not be built, loaded by loadProgram
 	rawFirstErr error                   // the first of them
 	attachIDs   map[string]btf.TypeID   // vmlinux BTF IDs of the attach targets (btfscan.AttachIDs); a name not in it is loaded by loadProgram
+	protos      map[string]btf.TypeID   // the FUNC_PROTO ID of each function in attachIDs (fentry: shared handlers)
 }
 
 // newObjects loads the collection spec of group g (the first the run
@@ -280,7 +281,7 @@ func (o *objects) loadCloneID(template, attachTo string, inModule bool, desc uin
 			o.rawMu.Unlock()
 		}
 	}
-	return o.loadProgram(template, attachTo, inModule, desc, true)
+	return o.loadProgram(template, attachTo, inModule, desc, !cookieTemplate(template))
 }
 
 // rawFailures returns how many clones could not use their raw template

@@ -32,6 +32,7 @@ type tracer struct {
 	backend string
 	targets []Target // the targets of the chosen backend; index = function ID
 	helpers []helper // tracking helpers; IDs follow the targets'
+	share   sharing  // what the fentry attach shared (attachGroup)
 	att     *attachment
 }
 
@@ -395,9 +396,10 @@ func raiseMemlock() {
 
 // fdsNeeded is how many descriptors a run with n attach points may hold at
 // once: per function a link and its program (kept for its statistics, see
-// skippedRuns), and a margin for the maps, BTF handles and the loads in
+// skippedRuns), a program array per shared fentry handler (at most one per
+// two functions), and a margin for the maps, BTF handles and the loads in
 // flight.
-func fdsNeeded(n int) uint64 { return uint64(2*n) + 512 }
+func fdsNeeded(n int) uint64 { return uint64(2*n+n/2) + 512 }
 
 // raiseFileLimit raises RLIMIT_NOFILE to need if it is lower. Go lifts the
 // soft limit to the hard one at start, but a hard limit of 4096 (the

@@ -1,0 +1,214 @@
+package tracer
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync/atomic"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+)
+
+// fentry with shared handlers.
+//
+// A clone of the whole program per function made the kernel verify and
+// JIT ~1100 instructions 1650 times for --auto. The kernel lets a tracing
+// program tail-call another only if both were loaded for functions of the
+// same BTF prototype (the FUNC_PROTO ID), and many skb functions share
+// one ("int (struct sk_buff *skb)"). So each group of functions with one
+// prototype gets one handler (fentry_sharedN, the whole program), loaded
+// for and attached to its first function; every other function of the
+// group attaches a 5-instruction tail call into it. The handler reads the
+// function's descriptor from the link's cookie, which the tail call keeps
+// (the trampoline sets it for the program it entered). A group of one is
+// just its handler.
+
+// sharedTemplate is the handler template for a target's skb slot.
+func sharedTemplate(t Target) string { return fmt.Sprintf("fentry_shared%d", t.slot()) }
+
+// cookieTemplate reports whether template takes its descriptor from the
+// attach cookie rather than from a patched constant.
+func cookieTemplate(template string) bool { return strings.HasPrefix(template, "fentry_shared") }
+
+// sharing counts what the shared-handler attach loaded.
+type sharing struct {
+	handlers atomic.Int64 // whole programs (one per group, more if a group fell back)
+	tails    atomic.Int64 // tail-call programs
+	fellBack atomic.Int64 // groups whose handler could not be shared (each function got its own)
+	firstErr atomic.Value // error: why the first of them could not
+}
+
+// fentryGroups splits the targets into groups that share a handler: vmlinux
+// functions within reach with a BTF ID, by prototype and skb slot, the
+// largest group first (so the parallel loaders finish together). The rest
+// (module functions, names without a unique BTF ID, skb out of reach) are
+// left to attachOneTracing, one clone each.
+func (t *tracer) fentryGroups() (groups [][]int, rest []int) {
+	type key struct {
+		proto uint32
+		slot  int
+	}
+	byKey := map[key][]int{}
+	var keys []key
+	for id, tg := range t.targets {
+		proto, ok := t.objs.protos[tg.Name]
+		if _, known := t.objs.attachIDs[tg.Name]; !ok || !known || tg.Module != "" || !reaches(BackendFentry, tg) {
+			rest = append(rest, id)
+			continue
+		}
+		k := key{uint32(proto), tg.slot()}
+		if _, seen := byKey[k]; !seen {
+			keys = append(keys, k)
+		}
+		byKey[k] = append(byKey[k], id)
+	}
+	for _, k := range keys {
+		groups = append(groups, byKey[k])
+	}
+	slices.SortStableFunc(groups, func(a, b []int) int { return len(b) - len(a) })
+	return groups, rest
+}
+
+// attachGroup attaches the functions ids, which share a prototype. The
+// first function whose handler loads gets the handler itself; the others
+// get a tail call into it. If the handler cannot be shared (the kernel
+// refuses the program array or the tail call), each of the others loads a
+// handler of its own.
+func (t *tracer) attachGroup(ctx context.Context, ids []int, a *attachment, p *progress) {
+	var tail *rawTemplate // nil until the handler is shared
+	alone := false        // the handler could not be shared
+	for i, id := range ids {
+		if ctx.Err() != nil {
+			return
+		}
+		tg := t.targets[id]
+		var prog *ebpf.Program
+		var err error
+		if tail != nil {
+			prog, err = tail.load(0, t.objs.attachIDs[tg.Name])
+			if err == nil {
+				t.share.tails.Add(1)
+			}
+		} else {
+			prog, err = t.objs.loadClone(sharedTemplate(tg), tg.Name, false, 0)
+			if err == nil {
+				t.share.handlers.Add(1)
+			}
+			if err == nil && !alone && i < len(ids)-1 {
+				if tail, err = t.shareHandler(prog, a); err != nil {
+					alone = true
+					if t.share.fellBack.Add(1) == 1 {
+						t.share.firstErr.Store(err)
+					}
+					err = nil
+				}
+			}
+		}
+		if err != nil {
+			if t.cfg.Verbose {
+				t.verbosef("skip %s: %v", tg.Name, err)
+			}
+			a.addSkip(tg.Name, err)
+			p.step()
+			continue
+		}
+		l, err := link.AttachTracing(link.TracingOptions{Program: prog, AttachType: ebpf.AttachTraceFEntry, Cookie: t.desc(id)})
+		if err != nil {
+			prog.Close() // a shared handler stays in its program array
+			a.addSkip(tg.Name, err)
+			p.step()
+			continue
+		}
+		a.addClone(l, prog)
+		p.step()
+	}
+}
+
+// shareHandler puts handler in a new program array, kept until exit (the
+// kernel empties a program array when its last descriptor closes), and
+// returns the template of the tail call into it.
+func (t *tracer) shareHandler(handler *ebpf.Program, a *attachment) (*rawTemplate, error) {
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "ipft_handler", Type: ebpf.ProgramArray, KeySize: 4, ValueSize: 4, MaxEntries: 1})
+	if err != nil {
+		return nil, fmt.Errorf("create program array: %w", err)
+	}
+	if err := m.Put(uint32(0), handler); err != nil {
+		m.Close()
+		return nil, fmt.Errorf("add handler to program array: %w", err)
+	}
+	tail, err := tailTemplate(m.FD(), t.objs.spec.ByteOrder)
+	if err != nil {
+		m.Close()
+		return nil, err
+	}
+	a.addMap(m)
+	return tail, nil
+}
+
+// tailTemplate returns the program each function of a shared group but the
+// first attaches: a tail call into slot 0 of the program array with
+// descriptor handlers, with the trampoline's context, which stays in r1.
+func tailTemplate(handlers int, bo binary.ByteOrder) (*rawTemplate, error) {
+	insns := asm.Instructions{
+		asm.LoadMapPtr(asm.R2, handlers),
+		asm.Mov.Imm(asm.R3, 0),
+		asm.FnTailCall.Call(),
+		asm.Mov.Imm(asm.R0, 0),
+		asm.Return(),
+	}
+	var buf bytes.Buffer
+	if err := insns.Marshal(&buf, bo); err != nil {
+		return nil, fmt.Errorf("tail call program: %w", err)
+	}
+	rt := &rawTemplate{
+		progType:   bpfProgTypeTracing,
+		attachType: bpfAttachTraceFEntry,
+		license:    []byte("GPL\x00"),
+		insns:      buf.Bytes(),
+		bo:         bo,
+	}
+	copy(rt.name[:], "fentry_tail")
+	return rt, nil
+}
+
+// cookieProbe is the program sharedHandlers loads: it reads the attach
+// cookie, which fentry programs can since Linux 6.0.
+var cookieProbe = asm.Instructions{
+	asm.FnGetAttachCookie.Call(),
+	asm.Mov.Imm(asm.R0, 0),
+	asm.Return(),
+}
+
+// sharedHandlers reports whether the kernel lets fentry programs read
+// their link's cookie, which shared handlers need, by loading cookieProbe
+// for the first target with a BTF ID. If not, or if no target has one,
+// every function gets a clone with its descriptor patched in.
+func (t *tracer) sharedHandlers() (bool, error) {
+	for _, tg := range t.targets {
+		id, ok := t.objs.attachIDs[tg.Name]
+		if !ok || tg.Module != "" {
+			continue
+		}
+		var buf bytes.Buffer
+		bo := t.objs.spec.ByteOrder
+		if err := cookieProbe.Marshal(&buf, bo); err != nil {
+			return false, err
+		}
+		rt := &rawTemplate{progType: bpfProgTypeTracing, attachType: bpfAttachTraceFEntry,
+			license: []byte("GPL\x00"), insns: buf.Bytes(), bo: bo}
+		copy(rt.name[:], "ipft_cookie")
+		prog, err := rt.load(0, id)
+		if err != nil {
+			return false, fmt.Errorf("fentry program reading its cookie (%s): %w", tg.Name, err)
+		}
+		prog.Close()
+		return true, nil
+	}
+	return false, errors.New("no target with a vmlinux BTF ID")
+}
