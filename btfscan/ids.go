@@ -34,48 +34,50 @@ func AttachIDs(path string, funcs, tracepoints []string) (*IDs, error) {
 	if err != nil {
 		return nil, fmt.Errorf("BTF %s: %w", path, err)
 	}
-	const ambiguous = btf.TypeID(0)
-	want := func(names []string) map[string]btf.TypeID {
-		m := make(map[string]btf.TypeID, len(names))
-		for _, n := range names {
-			m[n] = ambiguous // until found once
-		}
-		return m
+	// Found by the name in the BTF, whose strings point into data: the
+	// result is keyed by the callers' strings, so that it does not keep
+	// the whole BTF (~5 MB) alive.
+	type found struct {
+		id, proto btf.TypeID
+		n         int
 	}
-	ids := &IDs{Funcs: want(funcs), Protos: make(map[string]btf.TypeID, len(funcs)), Tracepoints: want(tracepoints)}
-	seenFn := make(map[string]int, len(funcs))
-	seenTp := make(map[string]int, len(tracepoints))
-	note := func(m map[string]btf.TypeID, seen map[string]int, name string, id uint32) bool {
-		if _, ok := m[name]; !ok {
-			return false
-		}
-		if seen[name]++; seen[name] == 1 {
-			m[name] = btf.TypeID(id)
-			return true
-		}
-		m[name] = ambiguous
-		return false
+	wantFn := make(map[string]*found, len(funcs))
+	for _, n := range funcs {
+		wantFn[n] = &found{}
+	}
+	wantTp := make(map[string]*found, len(tracepoints))
+	for _, n := range tracepoints {
+		wantTp[n] = &found{}
 	}
 	for i, off := range s.offs {
 		r := s.types[off:]
-		id := s.firstID + uint32(i)
+		id := btf.TypeID(s.firstID + uint32(i))
 		switch le32(r[4:]) >> 24 & 0x1f {
 		case kFunc:
-			if name := s.name(le32(r)); note(ids.Funcs, seenFn, name, id) {
-				ids.Protos[name] = btf.TypeID(le32(r[8:])) // btf_type.type
+			if f := wantFn[s.name(le32(r))]; f != nil {
+				f.id, f.proto, f.n = id, btf.TypeID(le32(r[8:])), f.n+1 // btf_type.type
 			}
 		case kTypedef:
 			if name, ok := strings.CutPrefix(s.name(le32(r)), tracepointPrefix); ok {
-				note(ids.Tracepoints, seenTp, name, id)
+				if f := wantTp[name]; f != nil {
+					f.id, f.n = id, f.n+1
+				}
 			}
 		}
 	}
-	for _, m := range []map[string]btf.TypeID{ids.Funcs, ids.Tracepoints} {
-		for name, id := range m {
-			if id == ambiguous {
-				delete(m, name)
-				delete(ids.Protos, name)
-			}
+	ids := &IDs{
+		Funcs:       make(map[string]btf.TypeID, len(funcs)),
+		Protos:      make(map[string]btf.TypeID, len(funcs)),
+		Tracepoints: make(map[string]btf.TypeID, len(tracepoints)),
+	}
+	for _, n := range funcs {
+		if f := wantFn[n]; f.n == 1 {
+			ids.Funcs[n], ids.Protos[n] = f.id, f.proto
+		}
+	}
+	for _, n := range tracepoints {
+		if f := wantTp[n]; f.n == 1 {
+			ids.Tracepoints[n] = f.id
 		}
 	}
 	return ids, nil

@@ -145,8 +145,10 @@ func Scan(opts Options) (*Result, error) {
 	}
 	res.Tracepoints = sortedValues(s.tps, func(t Tracepoint) string { return t.Name })
 	if len(opts.CORETypes) > 0 || len(opts.Kfuncs) > 0 {
-		// Without it, loads read the kernel's BTF themselves.
-		if spec, err := res.BTF(); err == nil {
+		// Without it, loads read the kernel's BTF themselves. The spec is
+		// loaded here and dropped, not kept in res (BTF): a tracing run
+		// would hold ~10 MB of decoded kernel types until it exits.
+		if spec, err := loadSpec(path, nil); err == nil {
 			res.CORE, _ = buildCORE(spec, opts.CORETypes, opts.Kfuncs)
 		}
 	}

@@ -252,6 +252,11 @@ func (t *tracer) setAttachIDs() {
 			names = append(names, tg.Name)
 		}
 	}
+	if t.backend == BackendFentry {
+		for _, h := range t.helpers { // vmlinux functions
+			names = append(names, h.name)
+		}
+	}
 	var err error
 	t.objs.attachIDs, t.objs.protos, err = attachIDs(t.backend == BackendTracepoint, names)
 	if err != nil && t.cfg.Verbose {

@@ -15,7 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// rawTemplate is a per-function template (fentry_skbN, tp_skbN) made
+// rawTemplate is a per-function template (fentry_skbN, tp_skbN, fexit_clone) made
 // ready once for a run: relocated, its maps' descriptors and fill_data in
 // place, marshalled. Each clone is then a copy of its bytes with the
 // function's descriptor written at descOffs and one BPF_PROG_LOAD, the way
@@ -45,6 +45,7 @@ const (
 	bpfProgTypeTracing     = 26 // BPF_PROG_TYPE_TRACING
 	bpfAttachTraceRawTp    = 23 // BPF_TRACE_RAW_TP
 	bpfAttachTraceFEntry   = 24 // BPF_TRACE_FENTRY
+	bpfAttachTraceFExit    = 25 // BPF_TRACE_FEXIT
 	bpfFuncInfoSize        = 8  // struct bpf_func_info
 	bpfLineInfoSize        = 16 // struct bpf_line_info
 	progLoadAttrKnownBytes = 144
@@ -112,6 +113,8 @@ func (o *objects) buildRawTemplate(template string) (*rawTemplate, error) {
 		return nil, nil
 	case ps.AttachType == ebpf.AttachTraceFEntry:
 		rt.attachType = bpfAttachTraceFEntry
+	case ps.AttachType == ebpf.AttachTraceFExit:
+		rt.attachType = bpfAttachTraceFExit
 	case ps.AttachType == ebpf.AttachTraceRawTp:
 		rt.attachType = bpfAttachTraceRawTp
 	default:

@@ -99,6 +99,9 @@ func TestRawClone(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer o.Close()
+	if rt, err := o.rawTemplate("fexit_clone"); err != nil || rt == nil || len(rt.descOffs) == 0 || rt.attachType != bpfAttachTraceFExit {
+		t.Errorf("fexit_clone: raw template %v, %v", rt, err)
+	}
 	for pos := 1; pos <= 6; pos++ {
 		tmpl := fentryTemplate(Target{SkbPos: pos})
 		if rt, err := o.rawTemplate(tmpl); err != nil || rt == nil || len(rt.descOffs) == 0 {

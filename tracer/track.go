@@ -294,7 +294,10 @@ func (t *tracer) attachHelper(h helper, a *attachment) error {
 		if h.kind == helperClone {
 			tmpl, typ = "fexit_clone", ebpf.AttachTraceFExit
 		}
-		prog, err := t.objs.loadProgram(tmpl, h.name, false, h.desc, true) // helpers are vmlinux functions
+		// Helpers are vmlinux functions: raw clones, as the targets. Through
+		// cilium/ebpf, one helper made it decode the kernel's whole BTF
+		// (18 MB of the heap at the ready file).
+		prog, err := t.objs.loadClone(tmpl, h.name, false, h.desc)
 		if err != nil {
 			return err
 		}
