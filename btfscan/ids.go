@@ -2,12 +2,14 @@ package btfscan
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/cilium/ebpf/btf"
 )
 
-// IDs are the vmlinux BTF type IDs of attach targets.
+// IDs are the BTF type IDs of attach targets, in vmlinux or in one
+// module's split BTF (whose IDs continue the vmlinux ones).
 type IDs struct {
 	Funcs       map[string]btf.TypeID // the FUNC of each function
 	Protos      map[string]btf.TypeID // the FUNC_PROTO of each function in Funcs
@@ -26,14 +28,49 @@ type IDs struct {
 // static functions of one name, which cilium/ebpf refuses as well), is
 // left out.
 func AttachIDs(path string, funcs, tracepoints []string) (*IDs, error) {
-	data, err := readBTF(path)
+	s, err := loadRaw(path, nil)
 	if err != nil {
-		return nil, fmt.Errorf("read BTF %s: %w", path, err)
+		return nil, err
 	}
-	s, err := parseRaw(data, nil)
+	return findIDs(s, funcs, tracepoints), nil
+}
+
+// Names are the functions and tracepoints of one BTF object to look up.
+type Names struct {
+	Funcs, Tracepoints []string
+}
+
+// ModuleAttachIDs is AttachIDs for the functions and tracepoints of kernel
+// modules: want maps a module name to its targets' names, looked up in
+// dir/<module> (split BTF on the vmlinux BTF at path). A module whose BTF
+// cannot be read (unloaded since the scan, say) is left out, with the
+// first such error returned alongside the others' IDs.
+func ModuleAttachIDs(path, dir string, want map[string]Names) (map[string]*IDs, error) {
+	if len(want) == 0 {
+		return nil, nil
+	}
+	base, err := loadRaw(path, nil)
 	if err != nil {
-		return nil, fmt.Errorf("BTF %s: %w", path, err)
+		return nil, err
 	}
+	out := make(map[string]*IDs, len(want))
+	var first error
+	for mod, names := range want {
+		s, err := loadRaw(filepath.Join(dir, mod), base)
+		if err != nil {
+			if first == nil {
+				first = fmt.Errorf("module %s: %w", mod, err)
+			}
+			continue
+		}
+		out[mod] = findIDs(s, names.Funcs, names.Tracepoints)
+	}
+	return out, first
+}
+
+// findIDs looks funcs and tracepoints up among the types of s itself (not
+// its base).
+func findIDs(s *rawSpec, funcs, tracepoints []string) *IDs {
 	// Found by the name in the BTF, whose strings point into data: the
 	// result is keyed by the callers' strings, so that it does not keep
 	// the whole BTF (~5 MB) alive.
@@ -80,5 +117,5 @@ func AttachIDs(path string, funcs, tracepoints []string) (*IDs, error) {
 			ids.Tracepoints[n] = f.id
 		}
 	}
-	return ids, nil
+	return ids
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf/btf"
@@ -182,5 +183,73 @@ func TestScanModules(t *testing.T) {
 	}
 	if _, ok := res.Func("mod_rcv"); ok {
 		t.Error("module function found without Kmods")
+	}
+}
+
+// TestModuleAttachIDs checks the IDs of module functions and tracepoints
+// against cilium/ebpf's lookups in the modules' split BTF.
+func TestModuleAttachIDs(t *testing.T) {
+	base, dir := moduleFixture(t)
+	got, err := ModuleAttachIDs(base, dir, map[string]Names{
+		"mod_a":   {Funcs: []string{"mod_rcv", "plain", "absent"}, Tracepoints: []string{"mod_event"}},
+		"mod_b":   {Funcs: []string{"mod_rcv", "other_xmit"}},
+		"mod_old": {Funcs: []string{"gone"}}, // unloaded since the scan
+	})
+	if err == nil || !strings.Contains(err.Error(), "mod_old") {
+		t.Errorf("error %v, want one about mod_old", err)
+	}
+	baseSpec, err := btf.LoadSpec(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		mod, name string
+		tp        bool
+	}{
+		{"mod_a", "mod_rcv", false},
+		{"mod_a", "plain", false},
+		{"mod_a", "mod_event", true},
+		{"mod_b", "mod_rcv", false},
+		{"mod_b", "other_xmit", false},
+	} {
+		f, err := os.Open(filepath.Join(dir, c.mod))
+		if err != nil {
+			t.Fatal(err)
+		}
+		spec, err := btf.LoadSplitSpecFromReader(f, baseSpec)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := got[c.mod]
+		if ids == nil {
+			t.Fatalf("%s: no IDs", c.mod)
+		}
+		if c.tp {
+			var td *btf.Typedef
+			if err := spec.TypeByName("btf_trace_"+c.name, &td); err != nil {
+				t.Fatal(err)
+			}
+			want, _ := spec.TypeID(td)
+			if ids.Tracepoints[c.name] != want {
+				t.Errorf("%s tracepoint %s: ID %d, want %d", c.mod, c.name, ids.Tracepoints[c.name], want)
+			}
+			continue
+		}
+		var fn *btf.Func
+		if err := spec.TypeByName(c.name, &fn); err != nil {
+			t.Fatal(err)
+		}
+		want, _ := spec.TypeID(fn)
+		proto, _ := spec.TypeID(fn.Type)
+		if ids.Funcs[c.name] != want || ids.Protos[c.name] != proto {
+			t.Errorf("%s %s: ID %d proto %d, want %d and %d", c.mod, c.name, ids.Funcs[c.name], ids.Protos[c.name], want, proto)
+		}
+	}
+	if _, ok := got["mod_a"].Funcs["absent"]; ok {
+		t.Error("absent function has an ID")
+	}
+	if _, ok := got["mod_old"]; ok {
+		t.Error("unreadable module has IDs")
 	}
 }

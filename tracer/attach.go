@@ -241,15 +241,26 @@ loop:
 	return err
 }
 
-// setAttachIDs reads the vmlinux BTF IDs of the targets in vmlinux (and the
-// functions' prototypes) for the raw clone loads. Without them (no BTF
-// file, say) every clone goes through cilium/ebpf's loader, which looks its
-// target up itself.
+// setAttachIDs reads the BTF IDs of the targets (and the functions'
+// prototypes) for the raw clone loads, from vmlinux's BTF and each module's.
+// A target without one (no BTF file, say) goes through cilium/ebpf's
+// loader, which looks it up itself.
 func (t *tracer) setAttachIDs() {
+	tps := t.backend == BackendTracepoint
 	var names []string
+	mods := map[string]btfscan.Names{}
 	for _, tg := range t.targets {
-		if tg.Module == "" {
+		switch {
+		case tg.Module == "":
 			names = append(names, tg.Name)
+		case tps:
+			n := mods[tg.Module]
+			n.Tracepoints = append(n.Tracepoints, tg.Name)
+			mods[tg.Module] = n
+		default:
+			n := mods[tg.Module]
+			n.Funcs = append(n.Funcs, tg.Name)
+			mods[tg.Module] = n
 		}
 	}
 	if t.backend == BackendFentry {
@@ -258,9 +269,24 @@ func (t *tracer) setAttachIDs() {
 		}
 	}
 	var err error
-	t.objs.attachIDs, t.objs.protos, err = attachIDs(t.backend == BackendTracepoint, names)
+	t.objs.attachIDs, t.objs.protos, err = attachIDs(tps, names)
 	if err != nil && t.cfg.Verbose {
 		t.verbosef("attach targets' BTF IDs: %v; loading every clone through cilium/ebpf", err)
+	}
+	if err != nil || len(mods) == 0 {
+		return
+	}
+	byMod, err := btfscan.ModuleAttachIDs(btfscan.DefaultBTFPath, btfscan.DefaultModulesDir, mods)
+	if err != nil && t.cfg.Verbose {
+		t.verbosef("module targets' BTF IDs: %v; loading those clones through cilium/ebpf", err)
+	}
+	for _, ids := range byMod {
+		for name, id := range ids.Funcs {
+			t.objs.attachIDs[name], t.objs.protos[name] = id, ids.Protos[name]
+		}
+		for name, id := range ids.Tracepoints {
+			t.objs.attachIDs[name] = id
+		}
 	}
 }
 
@@ -272,7 +298,7 @@ func attachIDs(tracepoints bool, names []string) (ids, protos map[string]btf.Typ
 		if err != nil {
 			return nil, nil, err
 		}
-		return r.Tracepoints, nil, nil
+		return r.Tracepoints, map[string]btf.TypeID{}, nil
 	}
 	r, err := btfscan.AttachIDs(btfscan.DefaultBTFPath, names, nil)
 	if err != nil {
@@ -300,7 +326,7 @@ func (t *tracer) attachOneTracing(id int, a *attachment) {
 		tmpl = fentryTemplate(tg)
 		desc = t.desc(id)
 	}
-	prog, err := t.objs.loadClone(tmpl, tg.Name, tg.Module != "", desc)
+	prog, err := t.objs.loadClone(tmpl, tg.Name, tg.Module, desc)
 	if err != nil {
 		if t.cfg.Verbose {
 			t.verbosef("skip %s: %v", tg.Name, err)

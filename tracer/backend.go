@@ -205,7 +205,7 @@ func (t *tracer) loadProbe(template string, tg Target) (*ebpf.Program, error) {
 		ids, _, _ = attachIDs(tg.Tracepoint, []string{tg.Name})
 	}
 	id, ok := ids[tg.Name] // a failed lookup: loadProgram's own
-	return t.objs.loadCloneID(template, tg.Name, tg.Module != "", descriptor(0, 0), id, ok)
+	return t.objs.loadCloneID(template, tg.Name, tg.Module, descriptor(0, 0), id, ok)
 }
 
 // probeFunc picks a function to probe a backend with: a common one if the job

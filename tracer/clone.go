@@ -184,9 +184,10 @@ func (rt *rawTemplate) close() {
 }
 
 // load loads a clone of the template with descriptor desc, attached at
-// load time to the vmlinux BTF type attachID (a function for fentry, the
-// btf_trace_ typedef for tp_btf).
-func (rt *rawTemplate) load(desc uint64, attachID btf.TypeID) (*ebpf.Program, error) {
+// load time to the BTF type attachID (a function for fentry, the
+// btf_trace_ typedef for tp_btf) of vmlinux, or of the module whose BTF
+// object is obj.
+func (rt *rawTemplate) load(desc uint64, attachID btf.TypeID, obj *btf.Handle) (*ebpf.Program, error) {
 	if desc != 0 && len(rt.descOffs) == 0 {
 		return nil, errors.New("load program: a descriptor for a template without its marker")
 	}
@@ -208,6 +209,9 @@ func (rt *rawTemplate) load(desc uint64, attachID btf.TypeID) (*ebpf.Program, er
 	if rt.btf != nil {
 		attr.progBTFFd = uint32(rt.btf.FD())
 	}
+	if obj != nil {
+		attr.attachBTFObjFd = uint32(obj.FD())
+	}
 	if rt.nFuncInfo > 0 {
 		attr.funcInfoRecSize = bpfFuncInfoSize
 		attr.funcInfo = uint64(uintptr(unsafe.Pointer(&rt.funcInfo[0])))
@@ -220,6 +224,7 @@ func (rt *rawTemplate) load(desc uint64, attachID btf.TypeID) (*ebpf.Program, er
 	}
 	defer runtime.KeepAlive(rt)
 	defer runtime.KeepAlive(insns)
+	defer runtime.KeepAlive(obj)
 	fd, errno := progLoad(&attr)
 	if errno != 0 && errno != unix.EPERM {
 		// Load again with the verifier's log, for its reason, as

@@ -76,13 +76,13 @@ func TestRawClone(t *testing.T) {
 			if !ok {
 				t.Fatalf("no BTF ID for tracepoint %s", c.target)
 			}
-			raw, err := rt.load(desc, id)
+			raw, err := rt.load(desc, id, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer raw.Close()
 			// A refused clone says why, from the verifier's log.
-			if _, err := rt.load(desc, 1); err == nil || !strings.Contains(err.Error(), "load program: invalid argument: ") {
+			if _, err := rt.load(desc, 1, nil); err == nil || !strings.Contains(err.Error(), "load program: invalid argument: ") {
 				t.Errorf("raw clone attached to type 1: error %v, want the verifier's reason", err)
 			}
 			want, got := progInfo(t, viaCilium), progInfo(t, raw)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 )
 
@@ -44,25 +45,26 @@ type sharing struct {
 	firstErr atomic.Value // error: why the first of them could not
 }
 
-// fentryGroups splits the targets into groups that share a handler: vmlinux
-// functions within reach with a BTF ID, by prototype and skb slot, the
-// largest group first (so the parallel loaders finish together). The rest
-// (module functions, names without a unique BTF ID, skb out of reach) are
-// left to attachOneTracing, one clone each.
+// fentryGroups splits the targets into groups that share a handler:
+// functions within reach with a BTF ID, by BTF object (vmlinux or module),
+// prototype and skb slot, the largest group first (so the parallel loaders
+// finish together). The rest (names without a unique BTF ID, skb out of
+// reach) are left to attachOneTracing, one clone each.
 func (t *tracer) fentryGroups() (groups [][]int, rest []int) {
 	type key struct {
-		proto uint32
-		slot  int
+		module string
+		proto  uint32
+		slot   int
 	}
 	byKey := map[key][]int{}
 	var keys []key
 	for id, tg := range t.targets {
 		proto, ok := t.objs.protos[tg.Name]
-		if _, known := t.objs.attachIDs[tg.Name]; !ok || !known || tg.Module != "" || !reaches(BackendFentry, tg) {
+		if _, known := t.objs.attachIDs[tg.Name]; !ok || !known || !reaches(BackendFentry, tg) {
 			rest = append(rest, id)
 			continue
 		}
-		k := key{uint32(proto), tg.slot()}
+		k := key{tg.Module, uint32(proto), tg.slot()}
 		if _, seen := byKey[k]; !seen {
 			keys = append(keys, k)
 		}
@@ -83,6 +85,17 @@ func (t *tracer) fentryGroups() (groups [][]int, rest []int) {
 func (t *tracer) attachGroup(ctx context.Context, ids []int, a *attachment, p *progress) {
 	var tail *rawTemplate // nil until the handler is shared
 	alone := false        // the handler could not be shared
+	var obj *btf.Handle   // the functions' module's BTF object (nil: vmlinux)
+	if mod := t.targets[ids[0]].Module; mod != "" {
+		var err error
+		if obj, err = t.objs.moduleBTF(mod); err != nil {
+			for _, id := range ids {
+				a.addSkip(t.targets[id].Name, err)
+				p.step()
+			}
+			return
+		}
+	}
 	for i, id := range ids {
 		if ctx.Err() != nil {
 			return
@@ -91,12 +104,12 @@ func (t *tracer) attachGroup(ctx context.Context, ids []int, a *attachment, p *p
 		var prog *ebpf.Program
 		var err error
 		if tail != nil {
-			prog, err = tail.load(0, t.objs.attachIDs[tg.Name])
+			prog, err = tail.load(0, t.objs.attachIDs[tg.Name], obj)
 			if err == nil {
 				t.share.tails.Add(1)
 			}
 		} else {
-			prog, err = t.objs.loadClone(sharedTemplate(tg), tg.Name, false, 0)
+			prog, err = t.objs.loadClone(sharedTemplate(tg), tg.Name, tg.Module, 0)
 			if err == nil {
 				t.share.handlers.Add(1)
 			}
@@ -187,8 +200,8 @@ var cookieProbe = asm.Instructions{
 
 // sharedHandlers reports whether the kernel lets fentry programs read
 // their link's cookie, which shared handlers need, by loading cookieProbe
-// for the first target with a BTF ID. If not, or if no target has one,
-// every function gets a clone with its descriptor patched in.
+// for the first vmlinux target with a BTF ID. If not, or if no target has
+// one, every function gets a clone with its descriptor patched in.
 func (t *tracer) sharedHandlers() (bool, error) {
 	for _, tg := range t.targets {
 		id, ok := t.objs.attachIDs[tg.Name]
@@ -203,7 +216,7 @@ func (t *tracer) sharedHandlers() (bool, error) {
 		rt := &rawTemplate{progType: bpfProgTypeTracing, attachType: bpfAttachTraceFEntry,
 			license: []byte("GPL\x00"), insns: buf.Bytes(), bo: bo}
 		copy(rt.name[:], "ipft_cookie")
-		prog, err := rt.load(0, id)
+		prog, err := rt.load(0, id, nil)
 		if err != nil {
 			return false, fmt.Errorf("fentry program reading its cookie (%s): %w", tg.Name, err)
 		}

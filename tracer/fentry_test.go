@@ -9,8 +9,9 @@ import (
 )
 
 // TestFentryGroups checks how fentryGroups splits targets: one group per
-// prototype and skb slot, the largest first, and module functions, names
-// without a BTF ID and skbs out of reach left to a clone each.
+// BTF object (vmlinux or a module), prototype and skb slot, the largest
+// first, and names without a BTF ID and skbs out of reach left to a clone
+// each.
 func TestFentryGroups(t *testing.T) {
 	targets := []Target{
 		0: {Name: "consume_skb", SkbPos: 1},
@@ -18,7 +19,7 @@ func TestFentryGroups(t *testing.T) {
 		2: {Name: "ip_rcv", SkbPos: 1},
 		3: {Name: "skb_free_head", SkbPos: 1},
 		4: {Name: "nf_hook_slow", SkbPos: 1},         // no BTF ID
-		5: {Name: "mod_fn", SkbPos: 1, Module: "nf"}, // module
+		5: {Name: "mod_fn", SkbPos: 1, Module: "nf"}, // a module's prototype 7 is not vmlinux's
 		6: {Name: "far_fn", SkbPos: 13},              // out of reach
 		7: {Name: "ip_rcv_core", SkbPos: 1},
 		8: {Name: "same_proto_slot2", SkbPos: 2}, // same prototype ID, other slot: cannot happen, kept apart anyway
@@ -38,11 +39,11 @@ func TestFentryGroups(t *testing.T) {
 	}
 	tr := &tracer{targets: targets, objs: &objects{attachIDs: ids, protos: protos}}
 	groups, rest := tr.fentryGroups()
-	want := [][]int{{0, 1, 3}, {2, 7}, {8}}
+	want := [][]int{{0, 1, 3}, {2, 7}, {5}, {8}}
 	if !slices.EqualFunc(groups, want, slices.Equal) {
 		t.Errorf("groups %v, want %v", groups, want)
 	}
-	if want := []int{4, 5, 6}; !slices.Equal(rest, want) {
+	if want := []int{4, 6}; !slices.Equal(rest, want) {
 		t.Errorf("rest %v, want %v", rest, want)
 	}
 }
@@ -84,7 +85,7 @@ func TestTailTemplate(t *testing.T) {
 	if rt.progType != bpfProgTypeTracing || rt.attachType != bpfAttachTraceFEntry || len(rt.descOffs) != 0 {
 		t.Errorf("type %d, attach type %d, %d descriptor offsets", rt.progType, rt.attachType, len(rt.descOffs))
 	}
-	if _, err := rt.load(1, 1); err == nil {
+	if _, err := rt.load(1, 1, nil); err == nil {
 		t.Error("a descriptor for the tail call program was taken")
 	}
 }

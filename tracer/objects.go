@@ -66,6 +66,7 @@ type objects struct {
 	rawFirstErr error                   // the first of them
 	attachIDs   map[string]btf.TypeID   // vmlinux BTF IDs of the attach targets (btfscan.AttachIDs); a name not in it is loaded by loadProgram
 	protos      map[string]btf.TypeID   // the FUNC_PROTO ID of each function in attachIDs (fentry: shared handlers)
+	modBTF      map[string]*btf.Handle  // loaded modules' BTF objects, by module (moduleBTF); nil: not found
 }
 
 // newObjects loads the collection spec of group g (the first the run
@@ -237,6 +238,12 @@ func (o *objects) Close() {
 		rt.close()
 	}
 	o.raw = nil
+	for _, h := range o.modBTF {
+		if h != nil {
+			h.Close()
+		}
+	}
+	o.modBTF = nil
 	o.rawMu.Unlock()
 	for _, m := range o.maps {
 		m.Close()
@@ -254,20 +261,28 @@ func (o *objects) Close() {
 // run has the scan's types, and a refusal is reported with the verifier's
 // last line, as cilium/ebpf words it. Anything else goes through
 // loadProgram.
-func (o *objects) loadClone(template, attachTo string, inModule bool, desc uint64) (*ebpf.Program, error) {
+func (o *objects) loadClone(template, attachTo, module string, desc uint64) (*ebpf.Program, error) {
 	id, ok := o.attachIDs[attachTo]
-	return o.loadCloneID(template, attachTo, inModule, desc, id, ok)
+	return o.loadCloneID(template, attachTo, module, desc, id, ok)
 }
 
-// loadCloneID is loadClone with the target's BTF ID given (ok: known).
-func (o *objects) loadCloneID(template, attachTo string, inModule bool, desc uint64, id btf.TypeID, ok bool) (*ebpf.Program, error) {
-	if ok && o.core != nil && !inModule {
+// loadCloneID is loadClone with the target's BTF ID given (ok: known); a
+// target in a module has an ID in the module's split BTF.
+func (o *objects) loadCloneID(template, attachTo, module string, desc uint64, id btf.TypeID, ok bool) (*ebpf.Program, error) {
+	var obj *btf.Handle
+	if ok && module != "" {
+		var err error
+		if obj, err = o.moduleBTF(module); err != nil {
+			ok = false // cilium/ebpf finds the module itself, or says why not
+		}
+	}
+	if ok && o.core != nil {
 		rt, err := o.rawTemplate(template)
 		if err == nil && rt != nil {
 			// The kernel's answer stands: through cilium/ebpf a refused
 			// clone was refused again, after decoding its target's types
 			// (tens of MB for the few functions fentry cannot attach).
-			p, err := rt.load(desc, id)
+			p, err := rt.load(desc, id, obj)
 			if err != nil {
 				return nil, fmt.Errorf("program %s: %w", template, err)
 			}
@@ -281,7 +296,30 @@ func (o *objects) loadCloneID(template, attachTo string, inModule bool, desc uin
 			o.rawMu.Unlock()
 		}
 	}
-	return o.loadProgram(template, attachTo, inModule, desc, !cookieTemplate(template))
+	return o.loadProgram(template, attachTo, module != "", desc, !cookieTemplate(template))
+}
+
+// moduleBTF returns the BTF object of a loaded kernel module, which a load
+// for a target in the module names besides the target's ID. It is opened
+// on first use and closed by Close.
+func (o *objects) moduleBTF(module string) (*btf.Handle, error) {
+	o.rawMu.Lock()
+	defer o.rawMu.Unlock()
+	if h, ok := o.modBTF[module]; ok {
+		if h == nil {
+			return nil, fmt.Errorf("no BTF object for module %s", module)
+		}
+		return h, nil
+	}
+	h, err := btf.FindHandle(func(info *btf.HandleInfo) bool { return info.IsModule() && info.Name == module })
+	if o.modBTF == nil {
+		o.modBTF = map[string]*btf.Handle{}
+	}
+	o.modBTF[module] = h // nil after an error: not searched again
+	if err != nil {
+		return nil, fmt.Errorf("BTF object of module %s: %w", module, err)
+	}
+	return h, nil
 }
 
 // rawFailures returns how many clones could not use their raw template

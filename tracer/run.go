@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -162,6 +163,13 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("attach: nothing could be attached (%s)", att.summary())
 	}
 	t.attachHelpers(att)
+	// The attach leaves garbage (each clone's instructions, the scan's
+	// reads) that the Go runtime would hand back to the kernel only over
+	// minutes; the trace's own memory then comes on top of it. Return it
+	// now. In the 6.12 VM (fentry --auto, 20000 flood pings matched) the
+	// resident memory at the ready file fell from 43-46 to 37-40 MB, and
+	// the run's peak from 51.2 to 49.2 MB (issue 6's target is 50 MB).
+	debug.FreeOSMemory()
 	if err := objs.setDisabled(false); err != nil {
 		return fmt.Errorf("enable programs: %w", err)
 	}

@@ -297,7 +297,7 @@ func (t *tracer) attachHelper(h helper, a *attachment) error {
 		// Helpers are vmlinux functions: raw clones, as the targets. Through
 		// cilium/ebpf, one helper made it decode the kernel's whole BTF
 		// (18 MB of the heap at the ready file).
-		prog, err := t.objs.loadClone(tmpl, h.name, false, h.desc)
+		prog, err := t.objs.loadClone(tmpl, h.name, "", h.desc)
 		if err != nil {
 			return err
 		}
