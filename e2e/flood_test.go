@@ -32,12 +32,14 @@ type outputCounter struct {
 	journeys   int64
 	events     int64
 	ours       map[string]int64 // our journeys by proto
+	queued     map[string]int64 // net_dev_queue events in namespace a in our journeys, by proto: packets sent
 	ends       map[string]int64 // our journeys by end
 	partial    bool             // the output ended in a partial line
 }
 
 var (
 	netnsKey = []byte(`"netns":`)
+	queueKey = []byte(`"func":"net_dev_queue"`)
 	funcKey  = []byte(`"func":`)
 	protoKey = []byte(`"proto":"`)
 	endKey   = []byte(`"end":"`)
@@ -95,8 +97,23 @@ func (c *outputCounter) line(l []byte) {
 	if !mine || other {
 		return
 	}
-	c.ours[field(l, protoKey)]++
+	proto := field(l, protoKey)
+	c.ours[proto]++
 	c.ends[field(l, endKey)]++
+	// Each packet from a to b is queued on a's veth once: the tracepoint
+	// backend's net_dev_queue event in a counts the packets of a journey
+	// (several, when a free no tracepoint sees let the next packet at the
+	// same address continue it).
+	for rest := l; ; {
+		i := bytes.Index(rest, queueKey)
+		if i < 0 {
+			break
+		}
+		rest = rest[i+len(queueKey):]
+		if j := bytes.Index(rest, netnsKey); j >= 0 && bytes.HasPrefix(rest[j+len(netnsKey):], c.inoA) {
+			c.queued[proto]++
+		}
+	}
 }
 
 func field(l, key []byte) string {
@@ -173,7 +190,7 @@ func TestFlood(t *testing.T) {
 
 	counter := &outputCounter{
 		inoA: []byte(strconv.FormatUint(p.inoA, 10)), inoB: []byte(strconv.FormatUint(p.inoB, 10)),
-		ours: map[string]int64{}, ends: map[string]int64{},
+		ours: map[string]int64{}, ends: map[string]int64{}, queued: map[string]int64{},
 	}
 	consumed := make(chan error, 1)
 	go func() { consumed <- counter.consume(stdout) }()
@@ -351,13 +368,25 @@ sample:
 	// outnumber the lost events. (Losses also merge journeys: a packet
 	// whose last event was lost is continued by the next packet to reuse
 	// its skb address, ending by length or idle instead of egress.)
+	//
+	// The tracepoint backend does not see every free: on the 6.18 host,
+	// UDP skbs freed after netif_receive_skb under this flood pass no
+	// tracepoint, and the next packet at the same address continues the
+	// journey without any event lost (journeys of 80 events, ten packets,
+	// ending by length). There every packet must show up in a journey: its
+	// net_dev_queue event in namespace a, or a lost event.
+	tracepoints := strings.Contains(stderr.String(), "ipftrace: backend tracepoint")
 	var missing int64
 	for _, c := range []struct {
 		proto string
 		sent  int64
 	}{{"ICMP", pingSent}, {"UDP", udpSent.Load()}} {
 		got := counter.ours[c.proto]
-		t.Logf("%s: %d packets sent, %d journeys (%.3f per packet)", c.proto, c.sent, got, float64(got)/float64(max(c.sent, 1)))
+		t.Logf("%s: %d packets sent, %d journeys (%.3f per packet), %d net_dev_queue events in a", c.proto, c.sent, got,
+			float64(got)/float64(max(c.sent, 1)), counter.queued[c.proto])
+		if tracepoints {
+			got = counter.queued[c.proto]
+		}
 		missing += max(0, c.sent-got)
 	}
 	switch {
