@@ -1015,21 +1015,27 @@ static __always_inline __group_helper struct sock *tp_sock(u64 *ctx, u64 desc)
 }
 
 #ifdef PROGS_FENTRY
-/* fentry: one clone per function; the skb is argument N. */
-#define FENTRY(N)                                                              \
+/*
+ * An fentry program whose skb is argument N and whose descriptor is
+ * GET_DESC (an expression of ctx).
+ */
+#define FENTRY_PROG(NAME, N, GET_DESC)                                         \
 	SEC("fentry/placeholder")                                              \
-	int fentry_skb##N(u64 *ctx)                                            \
+	int NAME(u64 *ctx)                                                     \
 	{                                                                      \
 		struct sk_buff *skb = (struct sk_buff *)ctx[N - 1];            \
 		if (skb)                                                       \
 			HANDLE(skb, 1, 0, 0, {                                    \
-				desc = patched_desc();                         \
+				desc = GET_DESC;                               \
 				u32 rpos = desc_reason_pos(desc);              \
 				if (rpos)                                      \
 					bpf_get_func_arg(ctx, rpos - 1, &reason); \
 			}, fentry_sock(ctx, desc));                            \
 		return 0;                                                      \
 	}
+
+/* fentry: one clone per function, its descriptor patched in. */
+#define FENTRY(N) FENTRY_PROG(fentry_skb##N, N, patched_desc())
 
 FENTRY(1)
 FENTRY(2)
@@ -1052,20 +1058,7 @@ FENTRY(12)
  * cookie, which the tail call keeps: the trampoline set it for the
  * program it entered.
  */
-#define FENTRY_SHARED(N)                                                       \
-	SEC("fentry/placeholder")                                              \
-	int fentry_shared##N(u64 *ctx)                                         \
-	{                                                                      \
-		struct sk_buff *skb = (struct sk_buff *)ctx[N - 1];            \
-		if (skb)                                                       \
-			HANDLE(skb, 1, 0, 0, {                                    \
-				desc = bpf_get_attach_cookie(ctx);             \
-				u32 rpos = desc_reason_pos(desc);              \
-				if (rpos)                                      \
-					bpf_get_func_arg(ctx, rpos - 1, &reason); \
-			}, fentry_sock(ctx, desc));                            \
-		return 0;                                                      \
-	}
+#define FENTRY_SHARED(N) FENTRY_PROG(fentry_shared##N, N, bpf_get_attach_cookie(ctx))
 
 FENTRY_SHARED(1)
 FENTRY_SHARED(2)
