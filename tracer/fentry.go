@@ -168,16 +168,21 @@ func (t *tracer) shareHandler(handler *ebpf.Program, a *attachment) (*rawTemplat
 // first attaches: a tail call into slot 0 of the program array with
 // descriptor handlers, with the trampoline's context, which stays in r1.
 func tailTemplate(handlers int, bo binary.ByteOrder) (*rawTemplate, error) {
-	insns := asm.Instructions{
+	return fentryAsm("fentry_tail", asm.Instructions{
 		asm.LoadMapPtr(asm.R2, handlers),
 		asm.Mov.Imm(asm.R3, 0),
 		asm.FnTailCall.Call(),
 		asm.Mov.Imm(asm.R0, 0),
 		asm.Return(),
-	}
+	}, bo)
+}
+
+// fentryAsm returns a raw template of an fentry program written with asm:
+// no descriptor, no maps but those already in its instructions, no BTF.
+func fentryAsm(name string, insns asm.Instructions, bo binary.ByteOrder) (*rawTemplate, error) {
 	var buf bytes.Buffer
 	if err := insns.Marshal(&buf, bo); err != nil {
-		return nil, fmt.Errorf("tail call program: %w", err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	rt := &rawTemplate{
 		progType:   bpfProgTypeTracing,
@@ -186,7 +191,7 @@ func tailTemplate(handlers int, bo binary.ByteOrder) (*rawTemplate, error) {
 		insns:      buf.Bytes(),
 		bo:         bo,
 	}
-	copy(rt.name[:], "fentry_tail")
+	copy(rt.name[:len(rt.name)-1], name)
 	return rt, nil
 }
 
@@ -208,14 +213,10 @@ func (t *tracer) sharedHandlers() (bool, error) {
 		if !ok || tg.Module != "" {
 			continue
 		}
-		var buf bytes.Buffer
-		bo := t.objs.spec.ByteOrder
-		if err := cookieProbe.Marshal(&buf, bo); err != nil {
+		rt, err := fentryAsm("ipft_cookie", cookieProbe, t.objs.spec.ByteOrder)
+		if err != nil {
 			return false, err
 		}
-		rt := &rawTemplate{progType: bpfProgTypeTracing, attachType: bpfAttachTraceFEntry,
-			license: []byte("GPL\x00"), insns: buf.Bytes(), bo: bo}
-		copy(rt.name[:], "ipft_cookie")
 		prog, err := rt.load(0, id, nil)
 		if err != nil {
 			return false, fmt.Errorf("fentry program reading its cookie (%s): %w", tg.Name, err)
