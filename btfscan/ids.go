@@ -28,11 +28,8 @@ type IDs struct {
 // static functions of one name, which cilium/ebpf refuses as well), is
 // left out.
 func AttachIDs(path string, funcs, tracepoints []string) (*IDs, error) {
-	s, err := loadRaw(path, nil)
-	if err != nil {
-		return nil, err
-	}
-	return findIDs(s, funcs, tracepoints), nil
+	ids, _, err := KernelAttachIDs(path, "", Names{funcs, tracepoints}, nil)
+	return ids, err
 }
 
 // Names are the functions and tracepoints of one BTF object to look up.
@@ -40,22 +37,24 @@ type Names struct {
 	Funcs, Tracepoints []string
 }
 
-// ModuleAttachIDs is AttachIDs for the functions and tracepoints of kernel
-// modules: want maps a module name to its targets' names, looked up in
-// dir/<module> (split BTF on the vmlinux BTF at path). A module whose BTF
-// cannot be read (unloaded since the scan, say) is left out, with the
-// first such error returned alongside the others' IDs.
-func ModuleAttachIDs(path, dir string, want map[string]Names) (map[string]*IDs, error) {
-	if len(want) == 0 {
-		return nil, nil
-	}
+// KernelAttachIDs is AttachIDs for vmlinux and kernel modules at once, with
+// one read of the vmlinux BTF: modules maps a module name to its targets'
+// names, looked up in dir/<module> (split BTF on the vmlinux BTF at path).
+// If the vmlinux BTF cannot be read, it returns only the error. A module
+// whose BTF cannot be read (unloaded since the scan, say) is left out, and
+// the first such error is returned alongside everything else's IDs.
+func KernelAttachIDs(path, dir string, vmlinux Names, modules map[string]Names) (*IDs, map[string]*IDs, error) {
 	base, err := loadRaw(path, nil)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	out := make(map[string]*IDs, len(want))
+	ids := findIDs(base, vmlinux.Funcs, vmlinux.Tracepoints)
+	if len(modules) == 0 {
+		return ids, nil, nil
+	}
+	out := make(map[string]*IDs, len(modules))
 	var first error
-	for mod, names := range want {
+	for mod, names := range modules {
 		s, err := loadRaw(filepath.Join(dir, mod), base)
 		if err != nil {
 			if first == nil {
@@ -65,7 +64,7 @@ func ModuleAttachIDs(path, dir string, want map[string]Names) (map[string]*IDs, 
 		}
 		out[mod] = findIDs(s, names.Funcs, names.Tracepoints)
 	}
-	return out, first
+	return ids, out, first
 }
 
 // findIDs looks funcs and tracepoints up among the types of s itself (not

@@ -187,10 +187,11 @@ func TestScanModules(t *testing.T) {
 }
 
 // TestModuleAttachIDs checks the IDs of module functions and tracepoints
-// against cilium/ebpf's lookups in the modules' split BTF.
+// against cilium/ebpf's lookups in the modules' split BTF, and that the
+// vmlinux names are looked up in the same call.
 func TestModuleAttachIDs(t *testing.T) {
 	base, dir := moduleFixture(t)
-	got, err := ModuleAttachIDs(base, dir, map[string]Names{
+	vm, got, err := KernelAttachIDs(base, dir, Names{Funcs: []string{"two_skbs", "plain"}}, map[string]Names{
 		"mod_a":   {Funcs: []string{"mod_rcv", "plain", "absent"}, Tracepoints: []string{"mod_event"}},
 		"mod_b":   {Funcs: []string{"mod_rcv", "other_xmit"}},
 		"mod_old": {Funcs: []string{"gone"}}, // unloaded since the scan
@@ -201,6 +202,16 @@ func TestModuleAttachIDs(t *testing.T) {
 	baseSpec, err := btf.LoadSpec(base)
 	if err != nil {
 		t.Fatal(err)
+	}
+	var two *btf.Func
+	if err := baseSpec.TypeByName("two_skbs", &two); err != nil {
+		t.Fatal(err)
+	}
+	if want, _ := baseSpec.TypeID(two); vm == nil || vm.Funcs["two_skbs"] != want {
+		t.Errorf("vmlinux two_skbs: %v, want ID %d", vm, want)
+	}
+	if _, ok := vm.Funcs["plain"]; ok {
+		t.Error("vmlinux plain, a name with two FUNCs, has an ID")
 	}
 	for _, c := range []struct {
 		mod, name string

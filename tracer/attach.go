@@ -268,17 +268,23 @@ func (t *tracer) setAttachIDs() {
 			names = append(names, h.name)
 		}
 	}
-	var err error
-	t.objs.attachIDs, t.objs.protos, err = attachIDs(tps, names)
-	if err != nil && t.cfg.Verbose {
-		t.verbosef("attach targets' BTF IDs: %v; loading every clone through cilium/ebpf", err)
+	vm := btfscan.Names{Funcs: names}
+	if tps {
+		vm = btfscan.Names{Tracepoints: names}
 	}
-	if err != nil || len(mods) == 0 {
+	ids, byMod, err := btfscan.KernelAttachIDs(btfscan.DefaultBTFPath, btfscan.DefaultModulesDir, vm, mods)
+	if ids == nil {
+		if t.cfg.Verbose {
+			t.verbosef("attach targets' BTF IDs: %v; loading every clone through cilium/ebpf", err)
+		}
 		return
 	}
-	byMod, err := btfscan.ModuleAttachIDs(btfscan.DefaultBTFPath, btfscan.DefaultModulesDir, mods)
 	if err != nil && t.cfg.Verbose {
 		t.verbosef("module targets' BTF IDs: %v; loading those clones through cilium/ebpf", err)
+	}
+	t.objs.attachIDs, t.objs.protos = ids.Funcs, ids.Protos
+	if tps {
+		t.objs.attachIDs = ids.Tracepoints
 	}
 	for _, ids := range byMod {
 		for name, id := range ids.Funcs {
