@@ -9,6 +9,7 @@ const (
 	DefaultLength      = 80                    // events per journey
 	DefaultIdle        = time.Second           // idle timeout
 	DefaultMaxInFlight = 65536                 // in-flight table bound
+	DefaultMaxEvents   = 1 << 18               // event slots held across the in-flight table
 	DefaultLinger      = 50 * time.Millisecond // closing-state linger after egress
 )
 
@@ -26,6 +27,13 @@ type Config struct {
 	// is emitted early (End evict, or egress for a closing journey)
 	// (DefaultMaxInFlight if <= 0).
 	MaxInFlight int
+	// MaxEvents bounds the event slots (the capacity of the journeys'
+	// event slices) held across all journeys in flight or closing, and
+	// with it the Assembler's memory: an Event is 200 bytes. Past it, the
+	// least recently active journeys are emitted early as for MaxInFlight
+	// (DefaultMaxEvents if <= 0). MaxInFlight alone did not bound memory:
+	// a flood held 65536 journeys of 16 or more slots each, 100 MB live.
+	MaxEvents int
 	// Linger is how long a journey stays in the closing state after its
 	// egress event, to collect the skb release path (DefaultLinger if <= 0).
 	Linger time.Duration
@@ -132,12 +140,14 @@ func (l *list) moveToBack(e *entry) {
 // Assembler never touches it again unless the callee hands it back with
 // Recycle. An Assembler is not safe for concurrent use.
 type Assembler struct {
-	length   int
-	idle     uint64
-	linger   uint64
-	max      int
-	isEgress func(uint32) bool
-	isRel    func(uint32) bool
+	length    int
+	idle      uint64
+	linger    uint64
+	max       int
+	maxEvents int
+	held      int // event slots (capacity) of held journeys
+	isEgress  func(uint32) bool
+	isRel     func(uint32) bool
 
 	table   map[uint64]*entry
 	active  list // in flight, least recently active first
@@ -169,6 +179,9 @@ func NewAssembler(cfg Config) *Assembler {
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = DefaultMaxInFlight
 	}
+	if cfg.MaxEvents <= 0 {
+		cfg.MaxEvents = DefaultMaxEvents
+	}
 	if cfg.Linger <= 0 {
 		cfg.Linger = DefaultLinger
 	}
@@ -183,23 +196,38 @@ func NewAssembler(cfg Config) *Assembler {
 		hint = 4096
 	}
 	return &Assembler{
-		length:   cfg.Length,
-		idle:     uint64(cfg.Idle),
-		linger:   uint64(cfg.Linger),
-		max:      cfg.MaxInFlight,
-		isEgress: cfg.IsEgress,
-		isRel:    cfg.IsRelease,
-		table:    make(map[uint64]*entry, hint),
+		length:    cfg.Length,
+		idle:      uint64(cfg.Idle),
+		linger:    uint64(cfg.Linger),
+		max:       cfg.MaxInFlight,
+		maxEvents: cfg.MaxEvents,
+		isEgress:  cfg.IsEgress,
+		isRel:     cfg.IsRelease,
+		table:     make(map[uint64]*entry, hint),
 	}
 }
 
 // InFlight returns the number of journeys held, closing ones included.
 func (a *Assembler) InFlight() int { return len(a.table) }
 
+// Held returns the event slots (slice capacity) of the journeys held; it
+// stays at or below Config.MaxEvents after each Add.
+func (a *Assembler) Held() int { return a.held }
+
 // Add records ev and calls emit for every journey that ended as a result:
 // idle or lingering journeys overtaken by ev's timestamp, an evicted
 // journey, a closing journey on the same skb, or ev's own journey.
 func (a *Assembler) Add(ev Event, emit func(Journey)) {
+	a.add(&ev, emit)
+	// Evicting after the append is safe: ev's journey is the most
+	// recently active one, so it goes last.
+	for a.held > a.maxEvents && len(a.table) > 0 {
+		a.evictOne(emit)
+	}
+}
+
+// add is Add without the MaxEvents bound.
+func (a *Assembler) add(ev *Event, emit func(Journey)) {
 	if ev.TS > a.newest {
 		a.newest = ev.TS
 		a.expire(a.newest, emit)
@@ -209,7 +237,7 @@ func (a *Assembler) Add(ev Event, emit func(Journey)) {
 	e := a.table[key]
 	if e != nil && e.closing {
 		if ev.TS <= e.egressTS || a.isRel(ev.FuncID) {
-			a.appendTo(e, &ev)
+			a.appendTo(e, ev)
 			a.closing.moveToBack(e)
 			if len(e.events) >= a.length {
 				a.finish(e, EndEgress, emit)
@@ -236,7 +264,7 @@ func (a *Assembler) Add(ev Event, emit func(Journey)) {
 	} else {
 		a.active.moveToBack(e)
 	}
-	a.appendTo(e, &ev)
+	a.appendTo(e, ev)
 
 	egress := a.isEgress(ev.FuncID)
 	if ev.ID != 0 && !e.track(ev.SKB, egress, a.isRel(ev.FuncID)) {
@@ -373,6 +401,15 @@ func (a *Assembler) appendTo(e *entry, ev *Event) {
 		} else {
 			e.events = make([]Event, 0, initialCap(a.length))
 		}
+		a.held += cap(e.events)
+	}
+	if len(e.events) == cap(e.events) {
+		// Grow by doubling, but never past Length: append would round
+		// 64 up to 128 events for the default Length of 80.
+		grown := make([]Event, len(e.events), max(min(2*cap(e.events), a.length), cap(e.events)+1))
+		copy(grown, e.events)
+		a.held += cap(grown) - cap(e.events)
+		e.events = grown
 	}
 	e.events = append(e.events, *ev)
 	evs := e.events
@@ -419,6 +456,7 @@ func (a *Assembler) finish(e *entry, end End, emit func(Journey)) {
 		a.active.remove(e)
 	}
 	delete(a.table, e.key)
+	a.held -= cap(e.events)
 	flow := flowOf(e.events)
 	if id := e.events[0].ID; id != 0 {
 		if flow.IPVersion == 0 {

@@ -2,6 +2,7 @@ package journey
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"reflect"
 	"testing"
@@ -285,6 +286,32 @@ func TestAssembler(t *testing.T) {
 				{0xe, []uint32{fnRecv}, EndExit},
 			},
 		},
+		{
+			name: "the event slot budget evicts like a full table",
+			cfg: func() Config {
+				c := testConfig()
+				c.Length = 4 // 4 slots per journey
+				c.MaxEvents = 8
+				return c
+			}(),
+			ops: []op{
+				addAt(1, 0xa, fnRecv), addAt(2, 0xa, fnIP),
+				addAt(3, 0xb, fnRecv), // 8 slots
+				addAt(4, 0xc, fnRecv), // 12: evicts a
+				addAt(5, 0xc, fnXmit), // c closes
+				addAt(6, 0xd, fnRecv), // 12: evicts closing c first
+				addAt(7, 0xb, fnIP),   // b has room
+				addAt(8, 0xe, fnRecv), // 12: evicts d, now least recently active
+				flush(),
+			},
+			want: []summary{
+				{0xa, []uint32{fnRecv, fnIP}, EndEvict},
+				{0xc, []uint32{fnRecv, fnXmit}, EndEgress},
+				{0xd, []uint32{fnRecv}, EndEvict},
+				{0xb, []uint32{fnRecv, fnIP}, EndExit},
+				{0xe, []uint32{fnRecv}, EndExit},
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -292,8 +319,8 @@ func TestAssembler(t *testing.T) {
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("journeys:\n got %v\nwant %v", got, tt.want)
 			}
-			if n := a.InFlight(); n != 0 && tt.ops[len(tt.ops)-1].flush {
-				t.Errorf("InFlight after Flush = %d, want 0", n)
+			if n, h := a.InFlight(), a.Held(); (n != 0 || h != 0) && tt.ops[len(tt.ops)-1].flush {
+				t.Errorf("after Flush: InFlight = %d, Held = %d, want 0", n, h)
 			}
 		})
 	}
@@ -482,5 +509,43 @@ func TestAssemblerClosingBound(t *testing.T) {
 	last := got[len(got)-1]
 	if len(got) != maxClosing+extra || len(last.Events) != 3 {
 		t.Errorf("after flush: %d journeys (want %d), last has %d events (want 3)", len(got), maxClosing+extra, len(last.Events))
+	}
+}
+
+// TestAssemblerEventBound drives many interleaved journeys of random length
+// with recycling, as the tracer does, and checks after every Add that the
+// slots held stay within MaxEvents and equal the capacity of the journeys
+// held; and that no event is lost or duplicated on the way.
+func TestAssemblerEventBound(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxEvents = 1500
+	a := NewAssembler(cfg)
+	rng := rand.New(rand.NewPCG(1, 2))
+	out := 0
+	emit := func(j Journey) { out += len(j.Events); a.Recycle(j) }
+	const n = 200000
+	for i := uint64(0); i < n; i++ {
+		skb := 0x1000 + uint64(rng.IntN(30))
+		fn := fnRecv
+		if rng.IntN(60) == 0 {
+			fn = fnConsume
+		}
+		a.Add(ev(1000+i, skb, fn), emit)
+		if a.Held() > cfg.MaxEvents {
+			t.Fatalf("after event %d: %d slots held, bound %d", i, a.Held(), cfg.MaxEvents)
+		}
+		if i%997 == 0 {
+			slots := 0
+			for _, e := range a.table {
+				slots += cap(e.events)
+			}
+			if slots != a.Held() {
+				t.Fatalf("after event %d: Held() = %d, journeys hold %d slots", i, a.Held(), slots)
+			}
+		}
+	}
+	a.Flush(emit)
+	if out != n || a.Held() != 0 {
+		t.Errorf("%d events out of %d in, %d slots held after Flush", out, n, a.Held())
 	}
 }
