@@ -33,6 +33,7 @@ type outputCounter struct {
 	events     int64
 	ours       map[string]int64 // our journeys by proto
 	queued     int64            // net_dev_queue events in namespace a: packets sent from a
+	requeued   int64            // journeys with more than one of them: packets merged
 	ends       map[string]int64 // our journeys by end
 	partial    bool             // the output ended in a partial line
 }
@@ -78,9 +79,15 @@ func (c *outputCounter) line(l []byte) {
 	// Each packet from a to b is queued on a's veth once, and only the
 	// test's packets pass namespace a: the tracepoint backend's
 	// net_dev_queue events there count the packets sent, in whatever
-	// journey they ended up (several packets share one when a free no
-	// tracepoint sees lets the next packet at the same address continue
-	// it, of the same flow or, rarely, of the other).
+	// journey they ended up. A journey holds one of them at most: the
+	// next packet at the address of one freed unseen starts a journey of
+	// its own (journey.Config.IsStart).
+	queued := 0
+	defer func() {
+		if queued > 1 {
+			c.requeued++
+		}
+	}()
 	for rest := l; ; {
 		i := bytes.Index(rest, queueKey)
 		if i < 0 {
@@ -89,6 +96,7 @@ func (c *outputCounter) line(l []byte) {
 		rest = rest[i+len(queueKey):]
 		if j := bytes.Index(rest, netnsKey); j >= 0 && bytes.HasPrefix(rest[j+len(netnsKey):], c.inoA) {
 			c.queued++
+			queued++
 		}
 	}
 	mine, other := false, false
@@ -372,9 +380,11 @@ sample:
 	//
 	// The tracepoint backend does not see every free: on the 6.18 host,
 	// UDP skbs freed after netif_receive_skb under this flood pass no
-	// tracepoint, and the next packet at the same address continues the
-	// journey without any event lost (journeys of 80 events, ten packets,
-	// ending by length). There every packet must show up in a journey: its
+	// tracepoint, and the next packet at the same address inherits the
+	// tracking of the same flow without any event lost. Its net_dev_queue
+	// in namespace a must start a journey of its own (End reuse); before
+	// that it continued the old one (journeys of 80 events, ten packets,
+	// ending by length). Every packet must show up in a journey: its
 	// net_dev_queue event in namespace a, or a lost event.
 	tracepoints := strings.Contains(stderr.String(), "ipftrace: backend tracepoint")
 	var missing int64
@@ -390,6 +400,9 @@ sample:
 		sent := pingSent + udpSent.Load()
 		t.Logf("both flows: %d packets sent, %d net_dev_queue events in a", sent, counter.queued)
 		missing = max(0, sent-counter.queued)
+	}
+	if counter.requeued > 0 {
+		t.Errorf("%d journeys hold more than one packet: net_dev_queue in namespace a more than once", counter.requeued)
 	}
 	switch {
 	case missing == 0:

@@ -39,6 +39,11 @@ type Config struct {
 	Linger time.Duration
 	// IsEgress reports whether a function ends a journey. Nil: none does.
 	IsEgress func(funcID uint32) bool
+	// IsStart reports whether a packet starts a pass through a device at
+	// a function (see IsStartName): a journey that already passed it on
+	// the same skb, netns and device ends there (EndReuse), and the event
+	// starts a new journey. Nil: none does.
+	IsStart func(funcID uint32) bool
 	// IsRelease reports whether a function belongs to the skb release path
 	// that runs after an egress function on the same skb (see IsReleaseName).
 	// Nil: none does.
@@ -111,7 +116,8 @@ func (l *list) moveToBack(e *entry) {
 // A journey ends when an egress function runs (EndEgress), when it recorded
 // Config.Length events (EndLength), when its skb is idle for Config.Idle
 // (EndIdle), when the table is full and it is the least recently active
-// journey (EndEvict), or at Flush (EndExit).
+// journey (EndEvict), when a new packet starts at its skb (EndReuse, see
+// Config.IsStart), or at Flush (EndExit).
 //
 // Release path: after an egress function such as consume_skb, the kernel
 // frees the same skb through __kfree_skb, skb_release_data, kfree_skbmem and
@@ -148,6 +154,7 @@ type Assembler struct {
 	held      int // event slots (capacity) of held journeys
 	isEgress  func(uint32) bool
 	isRel     func(uint32) bool
+	isStart   func(uint32) bool
 
 	table   map[uint64]*entry
 	active  list // in flight, least recently active first
@@ -191,6 +198,9 @@ func NewAssembler(cfg Config) *Assembler {
 	if cfg.IsRelease == nil {
 		cfg.IsRelease = func(uint32) bool { return false }
 	}
+	if cfg.IsStart == nil {
+		cfg.IsStart = func(uint32) bool { return false }
+	}
 	hint := cfg.MaxInFlight
 	if hint > 4096 {
 		hint = 4096
@@ -203,6 +213,7 @@ func NewAssembler(cfg Config) *Assembler {
 		maxEvents: cfg.MaxEvents,
 		isEgress:  cfg.IsEgress,
 		isRel:     cfg.IsRelease,
+		isStart:   cfg.IsStart,
 		table:     make(map[uint64]*entry, hint),
 	}
 }
@@ -244,7 +255,7 @@ func (a *Assembler) add(ev *Event, emit func(Journey)) {
 			}
 			return
 		}
-		if ev.ID != 0 {
+		if ev.ID != 0 && !a.restarts(e, ev) {
 			// Same journey ID: a clone or the skb itself is still alive.
 			a.closing.remove(e)
 			e.closing = false
@@ -253,6 +264,10 @@ func (a *Assembler) add(ev *Event, emit func(Journey)) {
 			a.finish(e, EndEgress, emit)
 			e = nil
 		}
+	}
+	if e != nil && a.restarts(e, ev) {
+		a.finish(e, EndReuse, emit)
+		e = nil
 	}
 	if e == nil {
 		if len(a.table) >= a.max {
@@ -291,6 +306,25 @@ func (a *Assembler) add(ev *Event, emit func(Journey)) {
 	if len(e.events) >= a.length {
 		a.finish(e, EndLength, emit)
 	}
+}
+
+// restarts reports whether ev starts a new packet at the address of e's:
+// e passed ev's start function on the same skb, netns and device already.
+// A packet does not pass the same device twice there; its address reused
+// does, when the tracer did not see the skb freed (the tracepoint backend
+// sees no free of a UDP skb read by its socket, and with tracking the new
+// packet of the same flow inherits the journey ID).
+func (a *Assembler) restarts(e *entry, ev *Event) bool {
+	if !a.isStart(ev.FuncID) {
+		return false
+	}
+	for i := range e.events {
+		p := &e.events[i]
+		if p.FuncID == ev.FuncID && p.SKB == ev.SKB && p.Ifindex == ev.Ifindex && p.Netns == ev.Netns {
+			return true
+		}
+	}
+	return false
 }
 
 // track records an event on skb in a tracked journey and reports whether

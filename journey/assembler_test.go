@@ -19,11 +19,13 @@ const (
 	fnKfree                 // __kfree_skb (release)
 	fnRelData               // skb_release_data (release)
 	fnSkbmem                // kfree_skbmem (release)
+	fnQueue                 // net_dev_queue (start)
 )
 
 var testNames = []string{
 	"netif_receive_skb", "ip_rcv", "ip_local_deliver", "dev_hard_start_xmit",
 	"consume_skb", "__kfree_skb", "skb_release_data", "kfree_skbmem",
+	"net_dev_queue",
 }
 
 func testConfig() Config {
@@ -34,6 +36,7 @@ func testConfig() Config {
 		Linger:      50 * time.Millisecond,
 		IsEgress:    func(id uint32) bool { return id == fnXmit || id == fnConsume },
 		IsRelease:   func(id uint32) bool { return IsReleaseName(testNames[id]) },
+		IsStart:     func(id uint32) bool { return IsStartName(testNames[id]) },
 	}
 }
 
@@ -59,6 +62,13 @@ func add(e Event) op                     { return op{ev: &e} }
 func tick(now uint64) op                 { return op{tick: now} }
 func flush() op                          { return op{flush: true} }
 func addAt(ts, skb uint64, fn uint32) op { return add(ev(ts, skb, fn)) }
+
+// addDev is addAt on device ifindex in netns.
+func addDev(ts, skb uint64, fn uint32, netns, ifindex uint32) op {
+	e := ev(ts, skb, fn)
+	e.Netns, e.Ifindex = netns, ifindex
+	return add(e)
+}
 
 // summary is the comparable shape of an emitted journey.
 type summary struct {
@@ -285,6 +295,46 @@ func TestAssembler(t *testing.T) {
 				{0xd, []uint32{fnRecv}, EndExit},
 				{0xe, []uint32{fnRecv}, EndExit},
 			},
+		},
+		{
+			name: "a start function again on the same skb and device is a new packet",
+			cfg:  testConfig(),
+			ops: []op{
+				addDev(1, 0xa, fnQueue, 1, 2), addDev(2, 0xa, fnRecv, 3, 4),
+				addDev(3, 0xa, fnQueue, 1, 2), // freed unseen, address reused
+				addDev(4, 0xa, fnRecv, 3, 4),
+				flush(),
+			},
+			want: []summary{
+				{0xa, []uint32{fnQueue, fnRecv}, EndReuse},
+				{0xa, []uint32{fnQueue, fnRecv}, EndExit},
+			},
+		},
+		{
+			name: "a start function on another device or netns continues the journey",
+			cfg:  testConfig(),
+			ops: []op{
+				addDev(1, 0xa, fnQueue, 1, 2),
+				addDev(2, 0xa, fnQueue, 1, 5), // a veth's peer, a bond's slave
+				addDev(3, 0xa, fnQueue, 3, 2), // another netns, same ifindex
+				addDev(4, 0xa, fnRecv, 1, 2),
+				addDev(5, 0xa, fnRecv, 1, 2), // not a start function
+				flush(),
+			},
+			want: []summary{{0xa, []uint32{fnQueue, fnQueue, fnQueue, fnRecv, fnRecv}, EndExit}},
+		},
+		{
+			name: "without IsStart nothing restarts",
+			cfg: func() Config {
+				c := testConfig()
+				c.IsStart = nil
+				return c
+			}(),
+			ops: []op{
+				addDev(1, 0xa, fnQueue, 1, 2), addDev(2, 0xa, fnQueue, 1, 2),
+				flush(),
+			},
+			want: []summary{{0xa, []uint32{fnQueue, fnQueue}, EndExit}},
 		},
 		{
 			name: "the event slot budget evicts like a full table",
@@ -547,5 +597,17 @@ func TestAssemblerEventBound(t *testing.T) {
 	a.Flush(emit)
 	if out != n || a.Held() != 0 {
 		t.Errorf("%d events out of %d in, %d slots held after Flush", out, n, a.Held())
+	}
+}
+
+func TestIsStartName(t *testing.T) {
+	for name, want := range map[string]bool{
+		"net_dev_queue": true, "netif_receive_skb_entry": true, "napi_gro_receive_entry": true,
+		"netif_rx_entry": true, "netif_receive_skb": false, "net_dev_start_xmit": false,
+		"__dev_queue_xmit": false, "": false,
+	} {
+		if got := IsStartName(name); got != want {
+			t.Errorf("IsStartName(%q) = %v, want %v", name, got, want)
+		}
 	}
 }

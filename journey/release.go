@@ -55,3 +55,21 @@ func IsReleaseName(name string) bool {
 	}
 	return false
 }
+
+// startNames are the functions where a packet starts a pass through a
+// device: the transmit queue and the receive entry tracepoints.
+var startNames = map[string]bool{
+	"net_dev_queue":                true,
+	"netif_receive_skb_entry":      true,
+	"netif_receive_skb_list_entry": true,
+	"netif_rx_entry":               true,
+	"napi_gro_receive_entry":       true,
+	"napi_gro_frags_entry":         true,
+}
+
+// IsStartName reports whether name is a function where a packet starts a
+// pass through a device, which one packet passes once per device: the
+// tracepoints net_dev_queue, netif_receive_skb_entry,
+// netif_receive_skb_list_entry, netif_rx_entry, napi_gro_receive_entry and
+// napi_gro_frags_entry (see Config.IsStart).
+func IsStartName(name string) bool { return startNames[name] }

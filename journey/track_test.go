@@ -49,6 +49,23 @@ func TestAssemblerTracked(t *testing.T) {
 			},
 		},
 		{
+			name: "a new packet inheriting the ID at a reused address starts a new journey",
+			ops: []op{
+				tev(1, 0xa, fnQueue, 7, false),
+				tev(2, 0xa, fnRecv, 7, false),
+				tev(3, 0xa, fnQueue, 7, false), // freed unseen; same flow, same ID
+				tev(4, 0xa, fnRecv, 7, false),
+				tev(5, 0xa, fnConsume, 7, false),
+				tev(6, 0xa, fnQueue, 7, false), // after egress: not a reopening
+				flush(),
+			},
+			want: []summary{
+				{0xa, []uint32{fnQueue, fnRecv}, EndReuse},
+				{0xa, []uint32{fnQueue, fnRecv, fnConsume}, EndEgress},
+				{0xa, []uint32{fnQueue}, EndExit},
+			},
+		},
+		{
 			name: "an event of the ID after egress reopens the journey (shared skb)",
 			ops: []op{
 				tev(1, 0xa, fnRecv, 7, false),

@@ -59,6 +59,7 @@ const (
 	EndIdle   End = "idle"   // the skb was idle for the idle timeout
 	EndExit   End = "exit"   // the tracer exited while the journey was in flight
 	EndEvict  End = "evict"  // the in-flight table was full and this was the oldest journey
+	EndReuse  End = "reuse"  // a new packet started at the skb's address; its free was not seen
 )
 
 // Journey is the ordered list of events of one skb (and, with tracking, of

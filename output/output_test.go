@@ -78,11 +78,12 @@ func TestText(t *testing.T) {
 				"(ended: length 3)\n",
 		},
 		{
-			name: "unknown proto, unknown flow, exit and evict",
+			name: "unknown proto, unknown flow, exit, evict and reuse",
 			journeys: []journey.Journey{
 				{Flow: tuple(47, "10.0.0.1", "10.0.0.2", 0, 0), Events: events(1), End: journey.EndExit},
 				{Events: events(2), End: journey.EndEvict},
 				{Flow: tuple(58, "fd00::1", "fd00::2", 0, 0), Events: events(3), End: journey.EndEgress},
+				{Flow: tuple(17, "10.0.0.1", "10.0.0.2", 5, 6), Events: events(1), End: journey.EndReuse},
 			},
 			want: "" +
 				"proto 47 10.0.0.1    ->    10.0.0.2\n" +
@@ -97,7 +98,12 @@ func TestText(t *testing.T) {
 				"\n" +
 				"ICMPv6  fd00::1    ->    fd00::2\n" +
 				"     Time Stamp   Delta(us)  Function\n" +
-				"              3        0.0   ip_output\n",
+				"              3        0.0   ip_output\n" +
+				"\n" +
+				"UDP     10.0.0.1:5    ->    10.0.0.2:6\n" +
+				"     Time Stamp   Delta(us)  Function\n" +
+				"              1        0.0   ip_output\n" +
+				"(ended: freed unseen, address reused by a new packet)\n",
 		},
 		{
 			name: "long ipv6 header wraps",

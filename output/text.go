@@ -197,6 +197,8 @@ func appendEndLine(b []byte, j journey.Journey) []byte {
 		b = append(b, "(ended: exit, in flight"...)
 	case journey.EndEvict:
 		b = append(b, "(ended: evicted, table full"...)
+	case journey.EndReuse:
+		b = append(b, "(ended: freed unseen, address reused by a new packet"...)
 	case "":
 		b = append(b, "(ended: unknown"...)
 	default:

@@ -195,9 +195,11 @@ func Run(ctx context.Context, cfg Config) error {
 
 	isEgress := make([]bool, len(names))
 	isRelease := make([]bool, len(names))
+	isStart := make([]bool, len(names))
 	for i, tg := range t.targets {
 		isEgress[i] = tg.Egress
 		isRelease[i] = journey.IsReleaseName(tg.Name)
+		isStart[i] = journey.IsStartName(tg.Name)
 	}
 	for _, h := range t.helpers {
 		isRelease[h.id] = journey.IsReleaseName(h.name)
@@ -207,6 +209,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Idle:      cfg.Idle,
 		IsEgress:  func(id uint32) bool { return int(id) < len(isEgress) && isEgress[id] },
 		IsRelease: func(id uint32) bool { return int(id) < len(isRelease) && isRelease[id] },
+		IsStart:   func(id uint32) bool { return int(id) < len(isStart) && isStart[id] },
 	})
 	return t.loop(ctx, rd, asm, w, out)
 }
