@@ -2,8 +2,9 @@ package btfscan
 
 import (
 	"bytes"
-	"errors"
+	"encoding/binary"
 	"fmt"
+	"strings"
 
 	"github.com/cilium/ebpf/btf"
 )
@@ -36,122 +37,176 @@ func (c *CORE) Spec() (*btf.Spec, error) {
 	return spec, nil
 }
 
-// buildCORE copies the named types and records the kfuncs' IDs from the
-// kernel BTF spec k.
-func buildCORE(k *btf.Spec, names, kfuncs []string) (*CORE, error) {
+// rawCORE copies the types named names out of the vmlinux BTF s, every
+// pointer in them leading to void, and looks up the FUNC ID of each kfunc
+// (left out when vmlinux has none or several). It works on the raw BTF:
+// with cilium/ebpf, finding sk_buff inflated every type it reaches through
+// pointers, a 15 MB transient at the start of each fresh scan.
+func rawCORE(s *rawSpec, names, kfuncs []string) (*CORE, error) {
+	w := coreWriter{
+		src:    s,
+		ids:    map[uint32]uint32{},
+		strs:   []byte{0},
+		strOff: map[string]uint32{},
+	}
+	want := make(map[string]bool, len(names))
+	for _, n := range names {
+		want[n] = true
+	}
 	c := &CORE{KernelIDs: map[uint32]uint32{}, Kfuncs: map[string]uint32{}}
-	b, err := btf.NewBuilder(nil, nil)
-	if err != nil {
-		return nil, err
-	}
-	p := pruner{}
-	for _, name := range names {
-		types, err := k.AnyTypesByName(name)
-		if errors.Is(err, btf.ErrNotFound) {
-			continue // relocations against it fail as they would on the full BTF
+	for i, off := range s.offs {
+		r := s.types[off:]
+		if !want[s.name(le32(r))] || !layoutKind(le32(r[4:])>>24&0x1f) {
+			continue
 		}
+		kid := s.firstID + uint32(i)
+		id, err := w.copy(kid, 0)
 		if err != nil {
-			return nil, fmt.Errorf("CO-RE type %s: %w", name, err)
+			return nil, fmt.Errorf("CO-RE type %s: %w", s.name(le32(r)), err)
 		}
-		for _, t := range types {
-			kid, err := k.TypeID(t)
-			if err != nil {
-				return nil, fmt.Errorf("CO-RE type %s: %w", name, err)
-			}
-			id, err := b.Add(p.copy(t))
-			if err != nil {
-				return nil, fmt.Errorf("CO-RE type %s: %w", name, err)
-			}
-			c.KernelIDs[uint32(id)] = uint32(kid)
-		}
+		c.KernelIDs[id] = kid
 	}
-	for _, name := range kfuncs {
-		var fn *btf.Func
-		if err := k.TypeByName(name, &fn); err != nil {
-			continue // not in this kernel
-		}
-		id, err := k.TypeID(fn)
-		if err != nil {
-			return nil, fmt.Errorf("kfunc %s: %w", name, err)
-		}
+	for name, id := range findIDs(s, kfuncs, nil).Funcs {
 		c.Kfuncs[name] = uint32(id)
 	}
-	raw, err := b.Marshal(nil, nil)
-	if err != nil {
-		return nil, fmt.Errorf("CO-RE types: %w", err)
-	}
-	c.BTF = raw
+	c.BTF = w.marshal()
 	return c, nil
 }
 
-// pruner copies types with every pointer leading to void.
-type pruner map[btf.Type]btf.Type
-
-func (p pruner) copy(t btf.Type) btf.Type {
-	if c, ok := p[t]; ok {
-		return c
+// layoutKind reports whether a kind is part of a data layout; the others
+// (functions, variables, sections, declaration tags) are copied as void.
+func layoutKind(kind uint32) bool {
+	switch kind {
+	case kFunc, kFuncProto, kVar, kDatasec, kDeclTag:
+		return false
 	}
-	switch v := t.(type) {
-	case *btf.Pointer:
-		c := &btf.Pointer{Target: &btf.Void{}}
-		p[t] = c
-		return c
-	case *btf.Struct:
-		c := &btf.Struct{Name: v.Name, Size: v.Size}
-		p[t] = c
-		c.Members = p.members(v.Members)
-		return c
-	case *btf.Union:
-		c := &btf.Union{Name: v.Name, Size: v.Size}
-		p[t] = c
-		c.Members = p.members(v.Members)
-		return c
-	case *btf.Array:
-		c := &btf.Array{Nelems: v.Nelems}
-		p[t] = c
-		c.Index, c.Type = p.copy(v.Index), p.copy(v.Type)
-		return c
-	case *btf.Typedef:
-		c := &btf.Typedef{Name: v.Name}
-		p[t] = c
-		c.Type = p.copy(v.Type)
-		return c
-	case *btf.Const:
-		c := &btf.Const{}
-		p[t] = c
-		c.Type = p.copy(v.Type)
-		return c
-	case *btf.Volatile:
-		c := &btf.Volatile{}
-		p[t] = c
-		c.Type = p.copy(v.Type)
-		return c
-	case *btf.Restrict:
-		c := &btf.Restrict{}
-		p[t] = c
-		c.Type = p.copy(v.Type)
-		return c
-	case *btf.TypeTag:
-		c := &btf.TypeTag{Value: v.Value}
-		p[t] = c
-		c.Type = p.copy(v.Type)
-		return c
-	case *btf.Int, *btf.Enum, *btf.Float, *btf.Fwd, *btf.Void:
-		c := btf.Copy(t)
-		p[t] = c
-		return c
-	}
-	// Functions, variables and the like are not part of a layout.
-	c := &btf.Void{}
-	p[t] = c
-	return c
+	return kind != 0
 }
 
-func (p pruner) members(ms []btf.Member) []btf.Member {
-	out := make([]btf.Member, len(ms))
-	for i, m := range ms {
-		m.Type = p.copy(m.Type)
-		out[i] = m
+// coreWriter builds raw BTF from types copied out of src.
+type coreWriter struct {
+	src    *rawSpec
+	ids    map[uint32]uint32 // src ID → new ID
+	recs   [][]byte          // record of new ID i+1
+	strs   []byte            // string section
+	strOff map[string]uint32 // offset of each string in strs
+}
+
+// str copies the string at offset off of src into the new string section.
+func (w *coreWriter) str(off uint32) uint32 {
+	name := w.src.name(off)
+	if name == "" {
+		return 0
 	}
-	return out
+	if o, ok := w.strOff[name]; ok {
+		return o
+	}
+	o := uint32(len(w.strs))
+	w.strs = append(append(w.strs, name...), 0)
+	w.strOff[strings.Clone(name)] = o
+	return o
+}
+
+// copy copies type id and the types it refers to, except through pointers,
+// and returns its new ID (0 for void and the kinds that are no layout).
+func (w *coreWriter) copy(id uint32, depth int) (uint32, error) {
+	if id == 0 {
+		return 0, nil
+	}
+	if n, ok := w.ids[id]; ok {
+		return n, nil
+	}
+	if depth > 64 {
+		return 0, fmt.Errorf("type %d: nested too deep", id)
+	}
+	_, r, ok := w.src.rec(id)
+	if !ok {
+		return 0, fmt.Errorf("type %d: no such type", id)
+	}
+	info := le32(r[4:])
+	kind, vlen := info>>24&0x1f, int(info&0xffff)
+	if !layoutKind(kind) {
+		w.ids[id] = 0
+		return 0, nil
+	}
+	// The ID is taken before the referenced types are copied, and the
+	// record is filled in after.
+	w.recs = append(w.recs, nil)
+	n := uint32(len(w.recs))
+	w.ids[id] = n
+	rec := binary.LittleEndian.AppendUint32(nil, w.str(le32(r)))
+	rec = binary.LittleEndian.AppendUint32(rec, info)
+	sizeType := le32(r[8:])
+	var err error
+	switch kind {
+	case kPtr:
+		sizeType = 0 // to void
+	case kTypedef, kVolatile, kConst, kRestrict, kTypeTag:
+		if sizeType, err = w.copy(sizeType, depth+1); err != nil {
+			return 0, err
+		}
+	}
+	rec = binary.LittleEndian.AppendUint32(rec, sizeType)
+	extra := r[btfTypeSize:]
+	switch kind {
+	case kInt:
+		rec = append(rec, extra[:4]...)
+	case kArray:
+		elem, err := w.copy(le32(extra), depth+1)
+		if err != nil {
+			return 0, err
+		}
+		index, err := w.copy(le32(extra[4:]), depth+1)
+		if err != nil {
+			return 0, err
+		}
+		rec = binary.LittleEndian.AppendUint32(rec, elem)
+		rec = binary.LittleEndian.AppendUint32(rec, index)
+		rec = append(rec, extra[8:12]...)
+	case kStruct, kUnion:
+		for i := range vlen {
+			m := extra[12*i:]
+			typ, err := w.copy(le32(m[4:]), depth+1)
+			if err != nil {
+				return 0, err
+			}
+			rec = binary.LittleEndian.AppendUint32(rec, w.str(le32(m)))
+			rec = binary.LittleEndian.AppendUint32(rec, typ)
+			rec = append(rec, m[8:12]...)
+		}
+	case kEnum:
+		for i := range vlen {
+			v := extra[8*i:]
+			rec = binary.LittleEndian.AppendUint32(rec, w.str(le32(v)))
+			rec = append(rec, v[4:8]...)
+		}
+	case kEnum64:
+		for i := range vlen {
+			v := extra[12*i:]
+			rec = binary.LittleEndian.AppendUint32(rec, w.str(le32(v)))
+			rec = append(rec, v[4:12]...)
+		}
+	}
+	w.recs[n-1] = rec
+	return n, nil
+}
+
+// marshal returns the raw BTF: header, type section, string section.
+func (w *coreWriter) marshal() []byte {
+	typeLen := 0
+	for _, r := range w.recs {
+		typeLen += len(r)
+	}
+	le := binary.LittleEndian
+	b := le.AppendUint16(nil, btfMagic)
+	b = append(b, 1, 0) // version, flags
+	b = le.AppendUint32(b, btfHeaderSize)
+	b = le.AppendUint32(b, 0)               // type_off
+	b = le.AppendUint32(b, uint32(typeLen)) // type_len
+	b = le.AppendUint32(b, uint32(typeLen)) // str_off
+	b = le.AppendUint32(b, uint32(len(w.strs)))
+	for _, r := range w.recs {
+		b = append(b, r...)
+	}
+	return append(b, w.strs...)
 }

@@ -80,6 +80,20 @@ func FuzzParseRaw(f *testing.F) {
 				sp.enumValues(id)
 				sp.typeName(id)
 			}
+			if base == nil {
+				// Copying any named types gives BTF that parses.
+				var names []string
+				for id := uint32(1); id <= sp.lastID() && len(names) < 20; id++ {
+					if n := sp.typeName(id); n != "" {
+						names = append(names, n)
+					}
+				}
+				if c, err := rawCORE(sp, names, names); err == nil {
+					if _, err := parseRaw(c.BTF, nil); err != nil {
+						t.Fatalf("rawCORE(%q) gave BTF that does not parse: %v", names, err)
+					}
+				}
+			}
 		}
 	})
 }

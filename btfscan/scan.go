@@ -68,8 +68,7 @@ type Options struct {
 	Kallsyms string
 	// CORETypes names the kernel types BPF programs relocate against
 	// (CO-RE), and Kfuncs the kernel functions they call: with either set,
-	// Scan fills Result.CORE from the BTF (parsed with cilium/ebpf: it
-	// costs what loading the programs without it would, once).
+	// Scan fills Result.CORE from the raw BTF.
 	CORETypes, Kfuncs []string
 }
 
@@ -145,12 +144,8 @@ func Scan(opts Options) (*Result, error) {
 	}
 	res.Tracepoints = sortedValues(s.tps, func(t Tracepoint) string { return t.Name })
 	if len(opts.CORETypes) > 0 || len(opts.Kfuncs) > 0 {
-		// Without it, loads read the kernel's BTF themselves. The spec is
-		// loaded here and dropped, not kept in res (BTF): a tracing run
-		// would hold ~10 MB of decoded kernel types until it exits.
-		if spec, err := loadSpec(path, nil); err == nil {
-			res.CORE, _ = buildCORE(spec, opts.CORETypes, opts.Kfuncs)
-		}
+		// Without it, loads read the kernel's BTF themselves.
+		res.CORE, _ = rawCORE(base, opts.CORETypes, opts.Kfuncs)
 	}
 	return res, nil
 }
