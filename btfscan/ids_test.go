@@ -13,13 +13,7 @@ import (
 // the same ID where cilium/ebpf finds exactly one FUNC (or btf_trace_
 // TYPEDEF), and nothing where it finds none or several.
 func TestAttachIDs(t *testing.T) {
-	if _, err := os.Stat(DefaultBTFPath); err != nil {
-		t.Skipf("TestAttachIDs: SKIPPED, no kernel BTF at %s: %v", DefaultBTFPath, err)
-	}
-	res, err := Scan(Options{IgnoreTraceFS: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	res, spec := kernelScan(t)
 	var funcs, tps []string
 	for _, f := range res.Funcs {
 		if f.Module == "" {
@@ -33,10 +27,6 @@ func TestAttachIDs(t *testing.T) {
 	}
 	funcs = append(funcs, "no_such_function_ipftrace")
 	ids, err := AttachIDs(DefaultBTFPath, funcs, tps)
-	if err != nil {
-		t.Fatal(err)
-	}
-	spec, err := btf.LoadKernelSpec()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,13 +68,7 @@ func TestAttachIDs(t *testing.T) {
 // TestAttachProtos checks each function's FUNC_PROTO ID against
 // cilium/ebpf's, and that every function with an ID has one.
 func TestAttachProtos(t *testing.T) {
-	if _, err := os.Stat(DefaultBTFPath); err != nil {
-		t.Skipf("TestAttachProtos: SKIPPED, no kernel BTF at %s: %v", DefaultBTFPath, err)
-	}
-	res, err := Scan(Options{IgnoreTraceFS: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	res, spec := kernelScan(t)
 	var funcs []string
 	for _, f := range res.Funcs {
 		if f.Module == "" && !strings.Contains(f.Name, "___") {
@@ -92,10 +76,6 @@ func TestAttachProtos(t *testing.T) {
 		}
 	}
 	ids, err := AttachIDs(DefaultBTFPath, funcs, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	spec, err := btf.LoadKernelSpec()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,6 +107,24 @@ func TestAttachProtos(t *testing.T) {
 		t.Errorf("%d prototypes for %d functions: none shared", len(distinct), len(ids.Funcs))
 	}
 	t.Logf("%d functions, %d prototypes", len(ids.Funcs), len(distinct))
+}
+
+// kernelScan scans the running kernel's BTF (skipping the test loudly
+// without it) and returns the scan and cilium/ebpf's spec of the BTF.
+func kernelScan(t *testing.T) (*Result, *btf.Spec) {
+	t.Helper()
+	if _, err := os.Stat(DefaultBTFPath); err != nil {
+		t.Skipf("%s: SKIPPED, no kernel BTF at %s: %v", t.Name(), DefaultBTFPath, err)
+	}
+	res, err := Scan(Options{IgnoreTraceFS: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res, spec
 }
 
 // idsOf returns the ID of the one type of kind T named name, and how many

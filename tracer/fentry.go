@@ -89,8 +89,16 @@ func (t *tracer) attachGroup(ctx context.Context, ids []int, a *attachment, p *p
 	if mod := t.targets[ids[0]].Module; mod != "" {
 		var err error
 		if obj, err = t.objs.moduleBTF(mod); err != nil {
+			// As loadCloneID does: a clone each through cilium/ebpf,
+			// which finds the module itself or says why not.
+			if t.cfg.Verbose {
+				t.verbosef("fentry: module %s: %v; one clone per function", mod, err)
+			}
 			for _, id := range ids {
-				a.addSkip(t.targets[id].Name, err)
+				if ctx.Err() != nil {
+					return
+				}
+				t.attachOneTracing(id, a)
 				p.step()
 			}
 			return
