@@ -349,14 +349,40 @@ func (tr *tracer) journeys() []Journey {
 	return js
 }
 
+// startTracepoints are where a packet starts a pass through a device
+// (README, Tracking).
+var startTracepoints = map[string]bool{
+	"net_dev_queue": true, "netif_rx_entry": true, "netif_receive_skb_entry": true,
+	"netif_receive_skb_list_entry": true, "napi_gro_receive_entry": true, "napi_gro_frags_entry": true,
+}
+
 // checkJourney checks the invariants of every journey.
 func checkJourney(t *testing.T, j Journey, line []byte) {
 	t.Helper()
 	if len(j.Events) == 0 {
 		t.Errorf("journey without events: %s", line)
 	}
-	if !contains([]string{"egress", "length", "idle", "exit", "evict"}, j.End) {
-		t.Errorf("journey end %q not one of egress, length, idle, exit, evict: %s", j.End, line)
+	if !contains([]string{"egress", "length", "idle", "exit", "evict", "reuse"}, j.End) {
+		t.Errorf("journey end %q not one of egress, length, idle, exit, evict, reuse: %s", j.End, line)
+	}
+	// One packet passes a device once: a start tracepoint twice on the
+	// same skb, netns and device is the next packet at a reused address,
+	// which starts a journey of its own (end reuse).
+	type pass struct {
+		fn, skb        string
+		netns, ifindex uint64
+	}
+	passes := map[pass]bool{}
+	for _, e := range j.Events {
+		if !startTracepoints[e.Func] {
+			continue
+		}
+		k := pass{e.Func, e.Skb, e.Netns, uint64(e.Ifindex)}
+		if passes[k] {
+			t.Errorf("journey passes %s on netns %d ifindex %d twice: two packets in one journey: %s", e.Func, e.Netns, e.Ifindex, line)
+			break
+		}
+		passes[k] = true
 	}
 	if !strings.HasPrefix(j.Skb, "0x") {
 		t.Errorf("journey skb %q is not a hex address: %s", j.Skb, line)

@@ -491,8 +491,9 @@ func TestTrackAddressReuse(t *testing.T) {
 	}
 	flow := Flow{IPVersion: 4, Proto: "UDP", Saddr: addrA, Daddr: addrB, Sport: snd.sport, Dport: sink.port}
 	// Every datagram reached the receive side. (Counted in events: the
-	// tracepoint backend, blind to most frees, may continue a journey on
-	// the next datagram of the flow that reuses its skb.)
+	// tracepoint backend is blind to most frees, and a datagram at the
+	// address of the previous one inherits its tracking; its journey then
+	// ends "reuse" where the next one starts, which checkJourney checks.)
 	last := "netif_receive_skb"
 	if isFuncBackend(tr.backend) {
 		last = "udp_rcv"
