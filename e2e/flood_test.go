@@ -83,11 +83,6 @@ func (c *outputCounter) line(l []byte) {
 	// next packet at the address of one freed unseen starts a journey of
 	// its own (journey.Config.IsStart).
 	queued := 0
-	defer func() {
-		if queued > 1 {
-			c.requeued++
-		}
-	}()
 	for rest := l; ; {
 		i := bytes.Index(rest, queueKey)
 		if i < 0 {
@@ -98,6 +93,9 @@ func (c *outputCounter) line(l []byte) {
 			c.queued++
 			queued++
 		}
+	}
+	if queued > 1 {
+		c.requeued++
 	}
 	mine, other := false, false
 	for rest := l; ; {

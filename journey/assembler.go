@@ -246,6 +246,7 @@ func (a *Assembler) add(ev *Event, emit func(Journey)) {
 
 	key := ev.Key()
 	e := a.table[key]
+	restart := e != nil && a.restarts(e, ev)
 	if e != nil && e.closing {
 		if ev.TS <= e.egressTS || a.isRel(ev.FuncID) {
 			a.appendTo(e, ev)
@@ -255,7 +256,7 @@ func (a *Assembler) add(ev *Event, emit func(Journey)) {
 			}
 			return
 		}
-		if ev.ID != 0 && !a.restarts(e, ev) {
+		if ev.ID != 0 && !restart {
 			// Same journey ID: a clone or the skb itself is still alive.
 			a.closing.remove(e)
 			e.closing = false
@@ -265,7 +266,7 @@ func (a *Assembler) add(ev *Event, emit func(Journey)) {
 			e = nil
 		}
 	}
-	if e != nil && a.restarts(e, ev) {
+	if e != nil && restart {
 		a.finish(e, EndReuse, emit)
 		e = nil
 	}

@@ -46,6 +46,13 @@ var tupleA = Tuple{
 	Sport: 33696, Dport: 8000,
 }
 
+// configWith is testConfig changed by set.
+func configWith(set func(c *Config)) Config {
+	c := testConfig()
+	set(&c)
+	return c
+}
+
 // ev is a short constructor: timestamp, skb, function, parsed or not.
 func ev(ts, skb uint64, fn uint32) Event {
 	return Event{TS: ts, SKB: skb, FuncID: fn, Tuple: tupleA}
@@ -275,11 +282,9 @@ func TestAssembler(t *testing.T) {
 		},
 		{
 			name: "eviction prefers closing journeys then least recently active",
-			cfg: func() Config {
-				c := testConfig()
+			cfg: configWith(func(c *Config) {
 				c.MaxInFlight = 2
-				return c
-			}(),
+			}),
 			ops: []op{
 				addAt(1, 0xa, fnRecv), addAt(2, 0xb, fnRecv), addAt(3, 0xa, fnIP),
 				addAt(4, 0xc, fnRecv), // evicts b
@@ -325,11 +330,9 @@ func TestAssembler(t *testing.T) {
 		},
 		{
 			name: "without IsStart nothing restarts",
-			cfg: func() Config {
-				c := testConfig()
+			cfg: configWith(func(c *Config) {
 				c.IsStart = nil
-				return c
-			}(),
+			}),
 			ops: []op{
 				addDev(1, 0xa, fnQueue, 1, 2), addDev(2, 0xa, fnQueue, 1, 2),
 				flush(),
@@ -338,12 +341,10 @@ func TestAssembler(t *testing.T) {
 		},
 		{
 			name: "the event slot budget evicts like a full table",
-			cfg: func() Config {
-				c := testConfig()
+			cfg: configWith(func(c *Config) {
 				c.Length = 4 // 4 slots per journey
 				c.MaxEvents = 8
-				return c
-			}(),
+			}),
 			ops: []op{
 				addAt(1, 0xa, fnRecv), addAt(2, 0xa, fnIP),
 				addAt(3, 0xb, fnRecv), // 8 slots
