@@ -96,3 +96,62 @@ func TestCORE(t *testing.T) {
 func sameInsn(a, b asm.Instruction) bool {
 	return a.OpCode == b.OpCode && a.Dst == b.Dst && a.Src == b.Src && a.Offset == b.Offset && a.Constant == b.Constant
 }
+
+// TestSockLayout checks that the running kernel's struct sock_common has
+// the layout for which parse_sk (bpf/ipftrace.c) reads every field it needs
+// with one probe read: the same condition as sk_fields_read's, on offsets
+// from skc_daddr. On another layout the programs are still right (a read
+// per field), but slower, and this test says so.
+func TestSockLayout(t *testing.T) {
+	if _, err := os.Stat(btfscan.DefaultBTFPath); err != nil {
+		t.Skipf("SKIP: no kernel BTF at %s: %v", btfscan.DefaultBTFPath, err)
+	}
+	spec, err := btf.LoadSpec(btfscan.DefaultBTFPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sc *btf.Struct
+	if err := spec.TypeByName("sock_common", &sc); err != nil {
+		t.Fatal(err)
+	}
+	off := map[string]int{}
+	for _, name := range []string{"skc_daddr", "skc_rcv_saddr", "skc_dport", "skc_num", "skc_family", "skc_state", "skc_v6_daddr", "skc_v6_rcv_saddr"} {
+		bits, ok := memberOffset(sc, name)
+		if !ok {
+			t.Fatalf("struct sock_common has no member %s", name)
+		}
+		off[name] = int(bits / 8)
+	}
+	base := off["skc_daddr"]
+	rel := func(name string) int { return off[name] - base }
+	d6, s6 := rel("skc_v6_daddr"), rel("skc_v6_rcv_saddr")
+	if rel("skc_rcv_saddr") != 4 || rel("skc_dport") != 12 || rel("skc_num") != 14 || rel("skc_family") != 16 ||
+		rel("skc_state") != 18 || d6%8 != 0 || d6+16 > 88 || s6%8 != 0 || s6+16 > 88 {
+		t.Errorf("struct sock_common offsets %v: parse_sk reads field by field on this kernel", off)
+	}
+}
+
+// memberOffset finds a member of a struct or union by name, in anonymous
+// members too, and returns its bit offset.
+func memberOffset(t btf.Type, name string) (btf.Bits, bool) {
+	var members []btf.Member
+	switch t := t.(type) {
+	case *btf.Struct:
+		members = t.Members
+	case *btf.Union:
+		members = t.Members
+	default:
+		return 0, false
+	}
+	for _, m := range members {
+		if m.Name == name {
+			return m.Offset, true
+		}
+		if m.Name == "" {
+			if o, ok := memberOffset(btf.UnderlyingType(m.Type), name); ok {
+				return m.Offset + o, true
+			}
+		}
+	}
+	return 0, false
+}
