@@ -170,6 +170,14 @@ static __always_inline u64 count(u32 which)
 volatile u32 ipft_disabled;
 
 /*
+ * Set to 1 by the reader while it has nothing in flight and sleeps without
+ * polling: every event then wakes it (emit checks this after reserving the
+ * record, so an event the reader's last look at the ring missed was
+ * reserved before the flag was set, and the reader sees it there).
+ */
+volatile u32 ipft_reader_idle;
+
+/*
  * Tracking. Once an skb matched the filter, its address is in "track" with
  * the ID of its journey; later hits on it are in the journey whether or not
  * its headers still match (NAT, encapsulation, header pushes and pulls).
@@ -1001,11 +1009,13 @@ static __always_inline void emit(struct sk_buff *skb, int direct, struct sock *s
 
 	/*
 	 * Wake the reader once wakeup_bytes are waiting, checked at every
-	 * 16th event of a CPU (a helper call saved on the others); the reader
-	 * also polls every 250 ms.
+	 * 16th event of a CPU (a helper call saved on the others), or at once
+	 * while it sleeps idle; the reader also polls every 250 ms while
+	 * journeys are in flight.
 	 */
 	u64 rbflags = BPF_RB_NO_WAKEUP;
-	if (!wakeup_bytes || (!(nth & 15) && bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes))
+	if (!wakeup_bytes || ipft_reader_idle ||
+	    (!(nth & 15) && bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes))
 		rbflags = BPF_RB_FORCE_WAKEUP;
 	bpf_ringbuf_submit(e, rbflags);
 }

@@ -60,6 +60,7 @@ const (
 	IpftraceFentryVarF_sport         = "f_sport"
 	IpftraceFentryVarF_sportSet      = "f_sport_set"
 	IpftraceFentryVarIpftDisabled    = "ipft_disabled"
+	IpftraceFentryVarIpftReaderIdle  = "ipft_reader_idle"
 	IpftraceFentryVarModulesOn       = "modules_on"
 	IpftraceFentryVarTrackEnabled    = "track_enabled"
 	IpftraceFentryVarTrackLive       = "track_live"
@@ -166,6 +167,7 @@ type IpftraceFentryVariableSpecs struct {
 	F_sport         *ebpf.VariableSpec `ebpf:"f_sport"`
 	F_sportSet      *ebpf.VariableSpec `ebpf:"f_sport_set"`
 	IpftDisabled    *ebpf.VariableSpec `ebpf:"ipft_disabled"`
+	IpftReaderIdle  *ebpf.VariableSpec `ebpf:"ipft_reader_idle"`
 	ModulesOn       *ebpf.VariableSpec `ebpf:"modules_on"`
 	TrackEnabled    *ebpf.VariableSpec `ebpf:"track_enabled"`
 	TrackLive       *ebpf.VariableSpec `ebpf:"track_live"`
@@ -228,6 +230,7 @@ type IpftraceFentryVariables struct {
 	F_sport         *ebpf.Variable `ebpf:"f_sport"`
 	F_sportSet      *ebpf.Variable `ebpf:"f_sport_set"`
 	IpftDisabled    *ebpf.Variable `ebpf:"ipft_disabled"`
+	IpftReaderIdle  *ebpf.Variable `ebpf:"ipft_reader_idle"`
 	ModulesOn       *ebpf.Variable `ebpf:"modules_on"`
 	TrackEnabled    *ebpf.Variable `ebpf:"track_enabled"`
 	TrackLive       *ebpf.Variable `ebpf:"track_live"`

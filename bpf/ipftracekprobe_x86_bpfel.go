@@ -43,6 +43,7 @@ const (
 	IpftraceKprobeVarF_sport         = "f_sport"
 	IpftraceKprobeVarF_sportSet      = "f_sport_set"
 	IpftraceKprobeVarIpftDisabled    = "ipft_disabled"
+	IpftraceKprobeVarIpftReaderIdle  = "ipft_reader_idle"
 	IpftraceKprobeVarModulesOn       = "modules_on"
 	IpftraceKprobeVarTrackEnabled    = "track_enabled"
 	IpftraceKprobeVarTrackLive       = "track_live"
@@ -132,6 +133,7 @@ type IpftraceKprobeVariableSpecs struct {
 	F_sport         *ebpf.VariableSpec `ebpf:"f_sport"`
 	F_sportSet      *ebpf.VariableSpec `ebpf:"f_sport_set"`
 	IpftDisabled    *ebpf.VariableSpec `ebpf:"ipft_disabled"`
+	IpftReaderIdle  *ebpf.VariableSpec `ebpf:"ipft_reader_idle"`
 	ModulesOn       *ebpf.VariableSpec `ebpf:"modules_on"`
 	TrackEnabled    *ebpf.VariableSpec `ebpf:"track_enabled"`
 	TrackLive       *ebpf.VariableSpec `ebpf:"track_live"`
@@ -194,6 +196,7 @@ type IpftraceKprobeVariables struct {
 	F_sport         *ebpf.Variable `ebpf:"f_sport"`
 	F_sportSet      *ebpf.Variable `ebpf:"f_sport_set"`
 	IpftDisabled    *ebpf.Variable `ebpf:"ipft_disabled"`
+	IpftReaderIdle  *ebpf.Variable `ebpf:"ipft_reader_idle"`
 	ModulesOn       *ebpf.Variable `ebpf:"modules_on"`
 	TrackEnabled    *ebpf.Variable `ebpf:"track_enabled"`
 	TrackLive       *ebpf.Variable `ebpf:"track_live"`

@@ -41,6 +41,7 @@ const (
 	IpftraceKprobeMultiVarF_sport              = "f_sport"
 	IpftraceKprobeMultiVarF_sportSet           = "f_sport_set"
 	IpftraceKprobeMultiVarIpftDisabled         = "ipft_disabled"
+	IpftraceKprobeMultiVarIpftReaderIdle       = "ipft_reader_idle"
 	IpftraceKprobeMultiVarModulesOn            = "modules_on"
 	IpftraceKprobeMultiVarTrackEnabled         = "track_enabled"
 	IpftraceKprobeMultiVarTrackLive            = "track_live"
@@ -128,6 +129,7 @@ type IpftraceKprobeMultiVariableSpecs struct {
 	F_sport         *ebpf.VariableSpec `ebpf:"f_sport"`
 	F_sportSet      *ebpf.VariableSpec `ebpf:"f_sport_set"`
 	IpftDisabled    *ebpf.VariableSpec `ebpf:"ipft_disabled"`
+	IpftReaderIdle  *ebpf.VariableSpec `ebpf:"ipft_reader_idle"`
 	ModulesOn       *ebpf.VariableSpec `ebpf:"modules_on"`
 	TrackEnabled    *ebpf.VariableSpec `ebpf:"track_enabled"`
 	TrackLive       *ebpf.VariableSpec `ebpf:"track_live"`
@@ -190,6 +192,7 @@ type IpftraceKprobeMultiVariables struct {
 	F_sport         *ebpf.Variable `ebpf:"f_sport"`
 	F_sportSet      *ebpf.Variable `ebpf:"f_sport_set"`
 	IpftDisabled    *ebpf.Variable `ebpf:"ipft_disabled"`
+	IpftReaderIdle  *ebpf.Variable `ebpf:"ipft_reader_idle"`
 	ModulesOn       *ebpf.Variable `ebpf:"modules_on"`
 	TrackEnabled    *ebpf.Variable `ebpf:"track_enabled"`
 	TrackLive       *ebpf.Variable `ebpf:"track_live"`

@@ -71,6 +71,7 @@ const (
 	IpftraceTpVarF_sport         = "f_sport"
 	IpftraceTpVarF_sportSet      = "f_sport_set"
 	IpftraceTpVarIpftDisabled    = "ipft_disabled"
+	IpftraceTpVarIpftReaderIdle  = "ipft_reader_idle"
 	IpftraceTpVarModulesOn       = "modules_on"
 	IpftraceTpVarTrackEnabled    = "track_enabled"
 	IpftraceTpVarTrackLive       = "track_live"
@@ -159,6 +160,7 @@ type IpftraceTpVariableSpecs struct {
 	F_sport         *ebpf.VariableSpec `ebpf:"f_sport"`
 	F_sportSet      *ebpf.VariableSpec `ebpf:"f_sport_set"`
 	IpftDisabled    *ebpf.VariableSpec `ebpf:"ipft_disabled"`
+	IpftReaderIdle  *ebpf.VariableSpec `ebpf:"ipft_reader_idle"`
 	ModulesOn       *ebpf.VariableSpec `ebpf:"modules_on"`
 	TrackEnabled    *ebpf.VariableSpec `ebpf:"track_enabled"`
 	TrackLive       *ebpf.VariableSpec `ebpf:"track_live"`
@@ -221,6 +223,7 @@ type IpftraceTpVariables struct {
 	F_sport         *ebpf.Variable `ebpf:"f_sport"`
 	F_sportSet      *ebpf.Variable `ebpf:"f_sport_set"`
 	IpftDisabled    *ebpf.Variable `ebpf:"ipft_disabled"`
+	IpftReaderIdle  *ebpf.Variable `ebpf:"ipft_reader_idle"`
 	ModulesOn       *ebpf.Variable `ebpf:"modules_on"`
 	TrackEnabled    *ebpf.Variable `ebpf:"track_enabled"`
 	TrackLive       *ebpf.Variable `ebpf:"track_live"`

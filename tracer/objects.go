@@ -654,11 +654,25 @@ func (o *objects) readGlobal(name string) (int64, error) {
 // while it is set, or clears it. It writes the 4 bytes in place through the
 // section's memory mapping: a map update would rewrite the whole section,
 // and could undo what running programs wrote meanwhile to the variables
-// beside it (track_live).
+// beside it (track_live). Without the mapping (before Linux 5.5) it does
+// rewrite the section: stopping the programs matters more.
 func (o *objects) setDisabled(disabled bool) error {
-	v, ok := o.spec.Variables["ipft_disabled"]
+	return o.setFlag("ipft_disabled", disabled, true)
+}
+
+// setReaderIdle sets or clears ipft_reader_idle, which makes the programs
+// wake the reader at every event. It fails without the section's memory
+// mapping: the reader then keeps polling.
+func (o *objects) setReaderIdle(idle bool) error {
+	return o.setFlag("ipft_reader_idle", idle, false)
+}
+
+// setFlag writes the u32 variable name (1 or 0) in place, or with rewrite,
+// failing that, by rewriting its section.
+func (o *objects) setFlag(name string, on, rewrite bool) error {
+	v, ok := o.spec.Variables[name]
 	if !ok {
-		return errors.New("BPF object has no variable ipft_disabled")
+		return fmt.Errorf("BPF object has no variable %s", name)
 	}
 	m := o.maps[v.SectionName]
 	if m == nil {
@@ -666,17 +680,20 @@ func (o *objects) setDisabled(disabled bool) error {
 	}
 	off := int(v.Offset)
 	if off+4 > int(m.ValueSize()) {
-		return fmt.Errorf("ipft_disabled at %d beyond %s", off, v.SectionName)
+		return fmt.Errorf("%s at %d beyond %s", name, off, v.SectionName)
 	}
 	var flag [4]byte
-	if disabled {
+	if on {
 		binary.NativeEndian.PutUint32(flag[:], 1)
 	}
-	if mem, err := m.Memory(); err == nil {
+	mem, err := m.Memory()
+	if err == nil {
 		_, err = mem.WriteAt(flag[:], int64(off))
 		return err
 	}
-	// Not mappable (before Linux 5.5): rewrite the section.
+	if !rewrite {
+		return fmt.Errorf("%s: %w", name, err)
+	}
 	val := make([]byte, m.ValueSize())
 	if err := m.Lookup(uint32(0), &val); err != nil {
 		return fmt.Errorf("read %s: %w", v.SectionName, err)
