@@ -195,9 +195,9 @@ volatile const u8 track_enabled = 1;
 /*
  * Set for the tracepoint backend, which does not see every free: a tracked
  * skb whose headers now give a tuple unrelated to the one it had (other
- * protocol, or neither source nor destination endpoint kept, as NAT would)
- * is taken for another packet at a reused address, unless it is being
- * encapsulated (skb->encapsulation).
+ * protocol, or neither source nor destination endpoint kept, as NAT would),
+ * or give none at all, is taken for another packet at a reused address,
+ * unless it is being encapsulated (skb->encapsulation).
  */
 volatile const u8 track_validate;
 volatile s64 track_live;
@@ -849,10 +849,14 @@ static __always_inline int track_decide(struct sk_buff *skb, int direct, u64 des
 			__sync_fetch_and_add(&track_live, -1);
 		tr = NULL;
 	}
-	if (tr && TRACK_VALIDATE && t->ipversion) {
-		if (matched || tuple_related(t, &tr->last)) {
+	if (tr && TRACK_VALIDATE) {
+		if (t->ipversion && (matched || tuple_related(t, &tr->last))) {
 			tr->last = *t;
-		} else if (!SKB_ENCAP(direct, skb)) {
+		} else if ((t->ipversion || tr->last.ipversion) && !SKB_ENCAP(direct, skb)) {
+			/*
+			 * Unrelated headers, or none where the journey had
+			 * them: another packet at a reused address.
+			 */
 			if (bpf_map_delete_elem(&track, &key) == 0)
 				__sync_fetch_and_add(&track_live, -1);
 			tr = NULL;

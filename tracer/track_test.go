@@ -18,8 +18,8 @@ func TestDescFlags(t *testing.T) {
 		{"skb_release_data", false, descRelease},
 		{"skb_release_data.isra.0", false, descRelease},
 		{"ip_rcv", false, 0},
-		{"kfree_skb", true, descDying},
-		{"consume_skb", true, descDying},
+		{"kfree_skb", true, descDying | descFree},
+		{"consume_skb", true, descDying | descFree},
 		{"net_dev_queue", true, 0},
 		{"skb_release_data", true, 0},
 	}
