@@ -12,13 +12,14 @@ import (
 )
 
 // Bounds of TestIdleReader. A reader that polls every 250 ms while idle
-// switched context ~100 times in idleWindow (the reader's ring buffer wait,
-// its counter read and the Go runtime's thread wakeups); asleep it switches
-// a few times. An event must still wake it: without the wakeup, the first
+// switched context ~110 times in idleWindow on the host (the reader's ring
+// buffer wait, its counter read and the Go runtime's thread wakeups);
+// asleep it switches 0 times here and in the VMs, 17 times in one CI run
+// on the host. An event must still wake it: without the wakeup, the first
 // journey after a quiet spell would wait for the 30 s idle poll.
 const (
 	idleWindow      = 3 * time.Second
-	idleMaxSwitches = 30
+	idleMaxSwitches = 40
 	idleWakeBound   = 2500 * time.Millisecond
 )
 
