@@ -826,13 +826,6 @@ struct decision {
 	u32 matched; /* in: the headers matched the filter */
 };
 
-struct slow_state {
-	struct tuple t;
-	struct decision d;
-	u64 desc, reason, loc;
-	struct sock *sk;
-};
-
 static __always_inline int track_decide(struct sk_buff *skb, int direct, u64 desc, struct tuple *t,
 					struct decision *d)
 {
