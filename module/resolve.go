@@ -168,6 +168,13 @@ func skipQualifiers(t btf.Type) (btf.Type, bool) {
 	return t, be
 }
 
+// MemberOffset returns the bit offset of member name in the struct or union
+// t, found as C finds it (in anonymous members too).
+func MemberOffset(t btf.Type, name string) (btf.Bits, bool) {
+	_, off, ok := findMember(t, name, 0)
+	return off, ok
+}
+
 // findMember looks name up in a struct or union, descending into anonymous
 // members as C does. It returns the member and its bit offset from the
 // start of t.

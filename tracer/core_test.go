@@ -11,6 +11,7 @@ import (
 
 	"github.com/ipftrace/ipftrace/bpf"
 	"github.com/ipftrace/ipftrace/btfscan"
+	"github.com/ipftrace/ipftrace/module"
 )
 
 // TestCORE checks that relocating the programs against the scan's copy of
@@ -116,7 +117,7 @@ func TestSockLayout(t *testing.T) {
 	}
 	off := map[string]int{}
 	for _, name := range []string{"skc_daddr", "skc_rcv_saddr", "skc_dport", "skc_num", "skc_family", "skc_state", "skc_v6_daddr", "skc_v6_rcv_saddr"} {
-		bits, ok := memberOffset(sc, name)
+		bits, ok := module.MemberOffset(sc, name)
 		if !ok {
 			t.Fatalf("struct sock_common has no member %s", name)
 		}
@@ -129,29 +130,4 @@ func TestSockLayout(t *testing.T) {
 		rel("skc_state") != 18 || d6%8 != 0 || d6+16 > 88 || s6%8 != 0 || s6+16 > 88 {
 		t.Errorf("struct sock_common offsets %v: parse_sk reads field by field on this kernel", off)
 	}
-}
-
-// memberOffset finds a member of a struct or union by name, in anonymous
-// members too, and returns its bit offset.
-func memberOffset(t btf.Type, name string) (btf.Bits, bool) {
-	var members []btf.Member
-	switch t := t.(type) {
-	case *btf.Struct:
-		members = t.Members
-	case *btf.Union:
-		members = t.Members
-	default:
-		return 0, false
-	}
-	for _, m := range members {
-		if m.Name == name {
-			return m.Offset, true
-		}
-		if m.Name == "" {
-			if o, ok := memberOffset(btf.UnderlyingType(m.Type), name); ok {
-				return m.Offset + o, true
-			}
-		}
-	}
-	return 0, false
 }
