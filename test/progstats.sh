@@ -48,6 +48,7 @@ sysctl -qw kernel.bpf_stats_enabled=1
 for bin in "$@"; do
 	for case in nomatch:10.200.200.200 match:10.0.0.2; do
 		rm -f "$tmp/ready"
+		last=$("$stats" -last)
 		"$bin" --auto -b "$backend" -d "${case#*:}" -o json --ready-file "$tmp/ready" >/dev/null 2>"$tmp/err" &
 		pid=$!
 		while [ ! -e "$tmp/ready" ]; do
@@ -56,9 +57,14 @@ for bin in "$@"; do
 		done
 		ping=$(ip netns exec "$a" ping -f -q -c "$count" 10.0.0.2 | grep -o 'time [0-9]*ms')
 		echo "$bin ${case%%:*} ($(grep -o 'backend [a-z-]*' "$tmp/err" | head -1), ping $ping):"
-		"$stats"
+		"$stats" -after "$last"
 		kill -INT $pid
 		wait $pid || true
-		sleep 5 # let a background detacher finish
+		# fentry detaches in the background (minutes under emulation): wait
+		# for the run's programs to go, so that they do not slow the next.
+		for _ in $(seq 600); do
+			[ "$("$stats" -last)" -le "$last" ] && break
+			sleep 1
+		done
 	done
 done

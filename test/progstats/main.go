@@ -1,7 +1,9 @@
 // Command progstats prints the run count and average run time of every
 // loaded BPF program that has run, and the average over all of them
 // weighted by run count. It needs kernel.bpf_stats_enabled=1 while the
-// programs run (test/progstats.sh sets it).
+// programs run (test/progstats.sh sets it). With -last it prints the highest
+// program ID in use and exits; -after ID then counts only programs created
+// since, leaving out those of an earlier run that are still detaching.
 package main
 
 import (
@@ -16,6 +18,8 @@ import (
 
 func main() {
 	prefix := flag.String("prefix", "", "only programs whose name starts with this")
+	after := flag.Uint("after", 0, "only programs whose ID is above this")
+	last := flag.Bool("last", false, "print the highest program ID in use and exit")
 	flag.Parse()
 	var (
 		id        ebpf.ProgramID
@@ -29,6 +33,9 @@ func main() {
 			break
 		}
 		id = next
+		if *last || uint(id) <= *after {
+			continue
+		}
 		p, err := ebpf.NewProgramFromID(id)
 		if err != nil {
 			continue
@@ -43,6 +50,10 @@ func main() {
 		runs += st.RunCount
 		total += st.Runtime
 		fmt.Printf("  %-16s %-8v runs %9d  avg %6d ns\n", info.Name, info.Type, st.RunCount, st.Runtime.Nanoseconds()/int64(st.RunCount))
+	}
+	if *last {
+		fmt.Println(id)
+		return
 	}
 	if runs == 0 {
 		fmt.Fprintln(os.Stderr, "progstats: no program has run (is kernel.bpf_stats_enabled 1?)")
