@@ -81,7 +81,7 @@ func (c *outputCounter) line(l []byte) {
 	// net_dev_queue events there count the packets sent, in whatever
 	// journey they ended up. A journey holds one of them at most: the
 	// next packet at the address of one freed unseen starts a journey of
-	// its own (journey.Config.IsStart).
+	// its own (journey.Start).
 	queued := 0
 	for rest := l; ; {
 		i := bytes.Index(rest, queueKey)

@@ -13,6 +13,22 @@ const (
 	DefaultLinger      = 50 * time.Millisecond // closing-state linger after egress
 )
 
+// Role says what a function means to a journey; a function may have several.
+type Role uint8
+
+// The roles of a function.
+const (
+	// Egress: the function ends a journey.
+	Egress Role = 1 << iota
+	// Release: the function belongs to the skb release path that runs
+	// after an egress function on the same skb (see IsReleaseName).
+	Release
+	// Start: a packet starts a pass through a device at the function (see
+	// IsStartName). A journey that already passed it on the same skb, netns
+	// and device ends there (EndReuse), and the event starts a new journey.
+	Start
+)
+
 // Config tunes an Assembler. The zero value of every field selects its default.
 type Config struct {
 	// Length ends a journey once it recorded this many events
@@ -37,17 +53,9 @@ type Config struct {
 	// Linger is how long a journey stays in the closing state after its
 	// egress event, to collect the skb release path (DefaultLinger if <= 0).
 	Linger time.Duration
-	// IsEgress reports whether a function ends a journey. Nil: none does.
-	IsEgress func(funcID uint32) bool
-	// IsStart reports whether a packet starts a pass through a device at
-	// a function (see IsStartName): a journey that already passed it on
-	// the same skb, netns and device ends there (EndReuse), and the event
-	// starts a new journey. Nil: none does.
-	IsStart func(funcID uint32) bool
-	// IsRelease reports whether a function belongs to the skb release path
-	// that runs after an egress function on the same skb (see IsReleaseName).
-	// Nil: none does.
-	IsRelease func(funcID uint32) bool
+	// Roles gives each function's Role, indexed by function ID (Event.FuncID).
+	// IDs past its end have none; nil: no function has a role.
+	Roles []Role
 }
 
 // entry is one journey held by the Assembler. Entries sit in the map by skb
@@ -116,16 +124,16 @@ func (l *list) moveToBack(e *entry) {
 // A journey ends when an egress function runs (EndEgress), when it recorded
 // Config.Length events (EndLength), when its skb is idle for Config.Idle
 // (EndIdle), when the table is full and it is the least recently active
-// journey (EndEvict), when a new packet starts at its skb (EndReuse, see
-// Config.IsStart), or at Flush (EndExit).
+// journey (EndEvict), when a new packet starts at its skb (EndReuse, at a
+// Start function), or at Flush (EndExit).
 //
 // Release path: after an egress function such as consume_skb, the kernel
 // frees the same skb through __kfree_skb, skb_release_data, kfree_skbmem and
 // so on. Those events belong to the packet that just left, not to a new
 // packet that happens to reuse the address. So a journey that ends at egress
 // is not emitted at once but enters a closing state: further events on the
-// same skb for which Config.IsRelease is true, and any event whose timestamp
-// is not after the egress event (cross-CPU reordering), are appended to it,
+// same skb at a Release function, and any event whose timestamp is not
+// after the egress event (cross-CPU reordering), are appended to it,
 // still bounded by Config.Length. The first other event on that skb emits
 // the closing journey and starts a new one. A closing journey is also
 // emitted once it lingered Config.Linger (in event time, checked by Add, or
@@ -152,9 +160,7 @@ type Assembler struct {
 	max       int
 	maxEvents int
 	held      int // event slots (capacity) of held journeys
-	isEgress  func(uint32) bool
-	isRel     func(uint32) bool
-	isStart   func(uint32) bool
+	roles     []Role
 
 	table   map[uint64]*entry
 	active  list // in flight, least recently active first
@@ -192,15 +198,6 @@ func NewAssembler(cfg Config) *Assembler {
 	if cfg.Linger <= 0 {
 		cfg.Linger = DefaultLinger
 	}
-	if cfg.IsEgress == nil {
-		cfg.IsEgress = func(uint32) bool { return false }
-	}
-	if cfg.IsRelease == nil {
-		cfg.IsRelease = func(uint32) bool { return false }
-	}
-	if cfg.IsStart == nil {
-		cfg.IsStart = func(uint32) bool { return false }
-	}
 	hint := cfg.MaxInFlight
 	if hint > 4096 {
 		hint = 4096
@@ -211,9 +208,7 @@ func NewAssembler(cfg Config) *Assembler {
 		linger:    uint64(cfg.Linger),
 		max:       cfg.MaxInFlight,
 		maxEvents: cfg.MaxEvents,
-		isEgress:  cfg.IsEgress,
-		isRel:     cfg.IsRelease,
-		isStart:   cfg.IsStart,
+		roles:     cfg.Roles,
 		table:     make(map[uint64]*entry, hint),
 	}
 }
@@ -244,11 +239,15 @@ func (a *Assembler) add(ev *Event, emit func(Journey)) {
 		a.expire(a.newest, emit)
 	}
 
+	var role Role
+	if int(ev.FuncID) < len(a.roles) {
+		role = a.roles[ev.FuncID]
+	}
 	key := ev.Key()
 	e := a.table[key]
-	restart := e != nil && a.restarts(e, ev)
+	restart := e != nil && role&Start != 0 && restarts(e, ev)
 	if e != nil && e.closing {
-		if ev.TS <= e.egressTS || a.isRel(ev.FuncID) {
+		if ev.TS <= e.egressTS || role&Release != 0 {
 			a.appendTo(e, ev)
 			a.closing.moveToBack(e)
 			if len(e.events) >= a.length {
@@ -282,8 +281,8 @@ func (a *Assembler) add(ev *Event, emit func(Journey)) {
 	}
 	a.appendTo(e, ev)
 
-	egress := a.isEgress(ev.FuncID)
-	if ev.ID != 0 && !e.track(ev.SKB, egress, a.isRel(ev.FuncID)) {
+	egress := role&Egress != 0
+	if ev.ID != 0 && !e.track(ev.SKB, egress, role&Release != 0) {
 		// Another skb of the journey is still alive.
 		if len(e.events) >= a.length {
 			a.finish(e, EndLength, emit)
@@ -309,16 +308,14 @@ func (a *Assembler) add(ev *Event, emit func(Journey)) {
 	}
 }
 
-// restarts reports whether ev starts a new packet at the address of e's:
-// e passed ev's start function on the same skb, netns and device already.
+// restarts reports whether ev, at a Start function, starts a new packet at
+// the address of e's: e passed the function on the same skb, netns and
+// device already.
 // A packet does not pass the same device twice there; its address reused
 // does, when the tracer did not see the skb freed (the tracepoint backend
 // sees no free of a UDP skb read by its socket, and with tracking the new
 // packet of the same flow inherits the journey ID).
-func (a *Assembler) restarts(e *entry, ev *Event) bool {
-	if !a.isStart(ev.FuncID) {
-		return false
-	}
+func restarts(e *entry, ev *Event) bool {
 	for i := range e.events {
 		p := &e.events[i]
 		if p.FuncID == ev.FuncID && p.SKB == ev.SKB && p.Ifindex == ev.Ifindex && p.Netns == ev.Netns {

@@ -34,10 +34,18 @@ func testConfig() Config {
 		Idle:        time.Second,
 		MaxInFlight: 1000,
 		Linger:      50 * time.Millisecond,
-		IsEgress:    func(id uint32) bool { return id == fnXmit || id == fnConsume },
-		IsRelease:   func(id uint32) bool { return IsReleaseName(testNames[id]) },
-		IsStart:     func(id uint32) bool { return IsStartName(testNames[id]) },
+		Roles:       testRoles(),
 	}
+}
+
+// testRoles gives testNames their roles: egress at fnXmit and fnConsume,
+// release and start as IsReleaseName and IsStartName say.
+func testRoles() []Role {
+	roles := make([]Role, len(testNames))
+	for id, name := range testNames {
+		roles[id] = RoleOf(name, uint32(id) == fnXmit || uint32(id) == fnConsume)
+	}
+	return roles
 }
 
 var tupleA = Tuple{
@@ -329,9 +337,11 @@ func TestAssembler(t *testing.T) {
 			want: []summary{{0xa, []uint32{fnQueue, fnQueue, fnQueue, fnRecv, fnRecv}, EndExit}},
 		},
 		{
-			name: "without IsStart nothing restarts",
+			name: "without Start nothing restarts",
 			cfg: configWith(func(c *Config) {
-				c.IsStart = nil
+				for i := range c.Roles {
+					c.Roles[i] &^= Start
+				}
 			}),
 			ops: []op{
 				addDev(1, 0xa, fnQueue, 1, 2), addDev(2, 0xa, fnQueue, 1, 2),
@@ -609,6 +619,25 @@ func TestIsStartName(t *testing.T) {
 	} {
 		if got := IsStartName(name); got != want {
 			t.Errorf("IsStartName(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
+
+func TestRoleOf(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		egress bool
+		want   Role
+	}{
+		{"ip_rcv", false, 0},
+		{"consume_skb", true, Egress},
+		{"kfree_skbmem", false, Release},
+		{"skb_release_data", true, Egress | Release},
+		{"net_dev_queue", false, Start},
+		{"net_dev_queue", true, Egress | Start},
+	} {
+		if got := RoleOf(tt.name, tt.egress); got != tt.want {
+			t.Errorf("RoleOf(%q, %v) = %b, want %b", tt.name, tt.egress, got, tt.want)
 		}
 	}
 }

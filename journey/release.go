@@ -71,5 +71,22 @@ var startNames = map[string]bool{
 // pass through a device, which one packet passes once per device: the
 // tracepoints net_dev_queue, netif_receive_skb_entry,
 // netif_receive_skb_list_entry, netif_rx_entry, napi_gro_receive_entry and
-// napi_gro_frags_entry (see Config.IsStart).
+// napi_gro_frags_entry (see Start).
 func IsStartName(name string) bool { return startNames[name] }
+
+// RoleOf returns the Role of the function name: Egress if egress (the
+// tracer's built-in set or the user's), Release and Start as IsReleaseName
+// and IsStartName say.
+func RoleOf(name string, egress bool) Role {
+	var r Role
+	if egress {
+		r |= Egress
+	}
+	if IsReleaseName(name) {
+		r |= Release
+	}
+	if IsStartName(name) {
+		r |= Start
+	}
+	return r
+}

@@ -143,10 +143,9 @@ func FuzzDecodeEvent(f *testing.F) {
 		// same skb, a release), written as text and JSON.
 		names := output.NameList{"ip_rcv", "kfree_skb"}
 		a := journey.NewAssembler(journey.Config{
-			Length:    int(length%8) + 1,
-			Idle:      time.Second,
-			IsEgress:  func(id uint32) bool { return id == 1 },
-			IsRelease: func(id uint32) bool { return id == 1 },
+			Length: int(length%8) + 1,
+			Idle:   time.Second,
+			Roles:  []journey.Role{1: journey.Egress | journey.Release},
 		})
 		var js []journey.Journey
 		emit := func(j journey.Journey) { js = append(js, j) }

@@ -193,23 +193,17 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 
-	isEgress := make([]bool, len(names))
-	isRelease := make([]bool, len(names))
-	isStart := make([]bool, len(names))
+	roles := make([]journey.Role, len(names))
 	for i, tg := range t.targets {
-		isEgress[i] = tg.Egress
-		isRelease[i] = journey.IsReleaseName(tg.Name)
-		isStart[i] = journey.IsStartName(tg.Name)
+		roles[i] = journey.RoleOf(tg.Name, tg.Egress)
 	}
 	for _, h := range t.helpers {
-		isRelease[h.id] = journey.IsReleaseName(h.name)
+		roles[h.id] = journey.RoleOf(h.name, false)
 	}
 	asm := journey.NewAssembler(journey.Config{
-		Length:    cfg.Length,
-		Idle:      cfg.Idle,
-		IsEgress:  func(id uint32) bool { return int(id) < len(isEgress) && isEgress[id] },
-		IsRelease: func(id uint32) bool { return int(id) < len(isRelease) && isRelease[id] },
-		IsStart:   func(id uint32) bool { return int(id) < len(isStart) && isStart[id] },
+		Length: cfg.Length,
+		Idle:   cfg.Idle,
+		Roles:  roles,
 	})
 	return t.loop(ctx, rd, asm, w, out)
 }
