@@ -62,15 +62,21 @@ func hasEnvEntry(env, prefix []byte) bool {
 	return false
 }
 
-// pendingDetachNote says why attaching backend may be slow: links of earlier
-// runs still detaching (empty if none, or if backend does not go through
-// ftrace). The kernel closes a trampoline's links one RCU-tasks grace period
-// at a time while holding ftrace's locks, and every fentry or kprobe attach
-// waits for them: in the 6.12 VM, right after an fentry run of ~1650
-// functions, a kprobe --auto attach took 232 s, kprobe-multi 4.2 s
-// (0.5-0.7 s in make bench), and tracepoints were not slowed.
-func pendingDetachNote(backend string, pending []pendingDetach) string {
-	if backend == BackendTracepoint || len(pending) == 0 {
+// pendingDetachNote says why attaching with backend may be slow: links of
+// earlier runs, found under procRoot (/proc), still detaching. It is empty
+// if there are none, or if backend does not go through ftrace, which it
+// checks before it scans (~5 µs per process). The kernel closes a
+// trampoline's links one RCU-tasks grace period at a time while holding
+// ftrace's locks, and every fentry or kprobe attach waits for them: in the
+// 6.12 VM, right after an fentry run of ~1650 functions, a kprobe --auto
+// attach took 232 s, kprobe-multi 4.2 s (0.5-0.7 s in make bench), and
+// tracepoints were not slowed.
+func pendingDetachNote(backend, procRoot string) string {
+	if backend == BackendTracepoint {
+		return ""
+	}
+	pending := findPendingDetach(procRoot)
+	if len(pending) == 0 {
 		return ""
 	}
 	links, pids := 0, ""

@@ -65,21 +65,35 @@ func TestFindPendingDetach(t *testing.T) {
 }
 
 func TestPendingDetachNote(t *testing.T) {
-	two := []pendingDetach{{pid: 7, links: 1500}, {pid: 9, links: 20}}
+	link := "anon_inode:bpf_link"
+	two := fakeProc(t, map[int]struct {
+		env string
+		fds []string
+	}{
+		7: {detacherEnv + "=3\x00", []string{link, link, link}},
+		9: {detacherEnv + "=1\x00", []string{link}},
+	})
+	one := fakeProc(t, map[int]struct {
+		env string
+		fds []string
+	}{
+		7: {detacherEnv + "=2\x00", []string{link, link}},
+	})
+	none := fakeProc(t, nil)
 	for _, tt := range []struct {
 		backend string
-		pending []pendingDetach
+		proc    string
 		want    string // substring; "" for no note
 	}{
-		{BackendFentry, two, "1520 links of an earlier run are still detaching (detacher pid 7, 9)"},
-		{BackendKprobe, two[:1], "attaching with kprobe waits behind them"},
-		{BackendKprobeMulti, two[1:], "20 links"},
+		{BackendFentry, two, "4 links of an earlier run are still detaching (detacher pid 7, 9)"},
+		{BackendKprobe, one, "attaching with kprobe waits behind them"},
+		{BackendKprobeMulti, one, "2 links"},
 		{BackendTracepoint, two, ""},
-		{BackendFentry, nil, ""},
+		{BackendFentry, none, ""},
 	} {
-		got := pendingDetachNote(tt.backend, tt.pending)
+		got := pendingDetachNote(tt.backend, tt.proc)
 		if (tt.want == "") != (got == "") || !strings.Contains(got, tt.want) {
-			t.Errorf("pendingDetachNote(%s, %v) = %q, want %q", tt.backend, tt.pending, got, tt.want)
+			t.Errorf("pendingDetachNote(%s, %s) = %q, want %q", tt.backend, tt.proc, got, tt.want)
 		}
 	}
 }

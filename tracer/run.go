@@ -101,10 +101,8 @@ func Run(ctx context.Context, cfg Config) error {
 		t.targets = cfg.Tracepoints
 	}
 	fmt.Fprintf(cfg.Stderr, "ipftrace: backend %s: %s\n", backend, why)
-	if backend != BackendTracepoint { // ~5 µs per process in /proc
-		if note := pendingDetachNote(backend, findPendingDetach("/proc")); note != "" {
-			fmt.Fprintf(cfg.Stderr, "ipftrace: %s\n", note)
-		}
+	if note := pendingDetachNote(backend, "/proc"); note != "" {
+		fmt.Fprintf(cfg.Stderr, "ipftrace: %s\n", note)
 	}
 	if note := t.planHelpers(); cfg.Verbose {
 		t.verbosef("%s", note)
