@@ -171,13 +171,9 @@ func isIpftrace(pid int) bool {
 	return err == nil && os.SameFile(a, b)
 }
 
-// foreignHolders reports whether every ID in objs is held by a process that
-// is not running the binary under test: objects of other BPF users on this
-// host (other tests, other people), not ipftrace's. It also returns a
-// description of the holders.
-func foreignHolders(objs bpfObjs) (bool, string) {
-	held := newBPFObjs()
-	var desc []string
+// holdersOf calls fn for every other process that holds BPF objects of objs,
+// with the ones it holds, until fn returns false.
+func holdersOf(objs bpfObjs, fn func(pid int, mine bpfObjs) bool) {
 	procs, _ := os.ReadDir("/proc")
 	for _, p := range procs {
 		pid, err := strconv.Atoi(p.Name())
@@ -188,12 +184,24 @@ func foreignHolders(objs bpfObjs) (bool, string) {
 		if err != nil || o.empty() {
 			continue
 		}
-		mine := o.intersect(objs)
-		if mine.empty() {
-			continue
+		if mine := o.intersect(objs); !mine.empty() && !fn(pid, mine) {
+			return
 		}
+	}
+}
+
+// foreignHolders reports whether every ID in objs is held by a process that
+// is not running the binary under test: objects of other BPF users on this
+// host (other tests, other people), not ipftrace's. It also returns a
+// description of the holders.
+func foreignHolders(objs bpfObjs) (bool, string) {
+	held := newBPFObjs()
+	var desc []string
+	var ipft string
+	holdersOf(objs, func(pid int, mine bpfObjs) bool {
 		if isIpftrace(pid) {
-			return false, fmt.Sprintf("pid %d (ipftrace) holds %v", pid, mine)
+			ipft = fmt.Sprintf("pid %d (ipftrace) holds %v", pid, mine)
+			return false
 		}
 		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
 		desc = append(desc, fmt.Sprintf("pid %d (%s) holds %v", pid, strings.TrimSpace(string(comm)), mine))
@@ -203,6 +211,10 @@ func foreignHolders(objs bpfObjs) (bool, string) {
 		for id := range mine.links {
 			held.links[id] = true
 		}
+		return true
+	})
+	if ipft != "" {
+		return false, ipft
 	}
 	rest := objs.minus(held)
 	if !rest.empty() {

@@ -4,9 +4,7 @@ package e2e
 
 import (
 	"errors"
-	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -105,23 +103,13 @@ func checkPendingNote(t *testing.T, backend string, ours bpfObjs) {
 // detachersOf returns the processes running the binary under test that hold
 // links of objs, with how many each holds.
 func detachersOf(objs bpfObjs) map[int]int {
-	ents, _ := os.ReadDir("/proc")
 	found := map[int]int{}
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || !isIpftrace(pid) {
-			continue
+	holdersOf(objs, func(pid int, mine bpfObjs) bool {
+		if len(mine.links) > 0 && isIpftrace(pid) {
+			found[pid] = len(mine.links)
 		}
-		held, err := processBPF(pid)
-		if err != nil {
-			continue
-		}
-		for id := range held.links {
-			if objs.links[id] {
-				found[pid]++
-			}
-		}
-	}
+		return true
+	})
 	return found
 }
 
