@@ -163,8 +163,9 @@ type Assembler struct {
 	roles     []Role
 
 	table   map[uint64]*entry
-	active  list // in flight, least recently active first
-	closing list // ended at egress, least recently active first
+	last    *entry // the entry of the previous event: a packet's events come in runs
+	active  list   // in flight, least recently active first
+	closing list   // ended at egress, least recently active first
 	free    []*entry
 	spare   [][]Event // recycled event slices, length 0
 	newest  uint64    // newest event timestamp seen
@@ -244,7 +245,10 @@ func (a *Assembler) add(ev *Event, emit func(Journey)) {
 		role = a.roles[ev.FuncID]
 	}
 	key := ev.Key()
-	e := a.table[key]
+	e := a.last
+	if e == nil || e.key != key {
+		e = a.table[key]
+	}
 	restart := e != nil && role&Start != 0 && restarts(e, ev)
 	if e != nil && e.closing {
 		if ev.TS <= e.egressTS || role&Release != 0 {
@@ -279,6 +283,7 @@ func (a *Assembler) add(ev *Event, emit func(Journey)) {
 	} else {
 		a.active.moveToBack(e)
 	}
+	a.last = e
 	a.appendTo(e, ev)
 
 	egress := role&Egress != 0
@@ -488,6 +493,9 @@ func (a *Assembler) finish(e *entry, end End, emit func(Journey)) {
 		a.active.remove(e)
 	}
 	delete(a.table, e.key)
+	if a.last == e {
+		a.last = nil
+	}
 	a.held -= cap(e.events)
 	flow := flowOf(e.events)
 	if id := e.events[0].ID; id != 0 {

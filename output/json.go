@@ -43,6 +43,81 @@ type JSON struct {
 	names Names
 	buf   []byte
 	flds  []Field
+	// funcs caches `,"func":"<name>"` per function ID, quoted once: the
+	// escape scan of each name was a tenth of the encoder's time.
+	funcs [][]byte
+	// netns caches `,"netns":<inode>` for the last inode written: one
+	// journey rarely changes namespace, and its 10 digits were formatted
+	// at every event.
+	netns   []byte
+	netnsOf uint32
+	// secs caches the decimal digits of the last timestamp's seconds:
+	// only the 9 digits of nanoseconds change from event to event.
+	secs   []byte
+	secsOf uint64
+}
+
+// appendTS appends ts (ns) in decimal, as strconv.AppendUint would.
+func (o *JSON) appendTS(b []byte, ts uint64) []byte {
+	sec, ns := ts/1e9, uint32(ts%1e9)
+	if sec == 0 {
+		return strconv.AppendUint(b, ts, 10)
+	}
+	if o.secs == nil || sec != o.secsOf {
+		o.secs = strconv.AppendUint(o.secs[:0], sec, 10)
+		o.secsOf = sec
+	}
+	b = append(b, o.secs...)
+	// The nanoseconds, zero-padded to 9 digits, two at a time.
+	var d [9]byte
+	for i := 7; i > 0; i -= 2 {
+		q := ns / 100
+		r := ns - q*100
+		d[i], d[i+1] = digits2[2*r], digits2[2*r+1]
+		ns = q
+	}
+	d[0] = byte('0' + ns)
+	return append(b, d[:]...)
+}
+
+// digits2 holds "00" to "99".
+const digits2 = "00010203040506070809" +
+	"10111213141516171819" +
+	"20212223242526272829" +
+	"30313233343536373839" +
+	"40414243444546474849" +
+	"50515253545556575859" +
+	"60616263646566676869" +
+	"70717273747576777879" +
+	"80818283848586878889" +
+	"90919293949596979899"
+
+// maxCachedFuncs bounds the function-name cache (IDs are indexes into the
+// tracer's function table, a few thousand at most).
+const maxCachedFuncs = 1 << 16
+
+// appendFunc appends the event's `,"func":"<name>"`.
+func (o *JSON) appendFunc(b []byte, id uint32) []byte {
+	if id < uint32(len(o.funcs)) && o.funcs[id] != nil {
+		return append(b, o.funcs[id]...)
+	}
+	q := appendJSONString([]byte(`,"func":`), nameOf(o.names, id))
+	if id < maxCachedFuncs {
+		if id >= uint32(len(o.funcs)) {
+			o.funcs = append(o.funcs, make([][]byte, int(id)+1-len(o.funcs))...)
+		}
+		o.funcs[id] = q
+	}
+	return append(b, q...)
+}
+
+// appendNetns appends the event's `,"netns":<inode>`.
+func (o *JSON) appendNetns(b []byte, inode uint32) []byte {
+	if o.netns == nil || inode != o.netnsOf {
+		o.netns = strconv.AppendUint(append(o.netns[:0], `,"netns":`...), uint64(inode), 10)
+		o.netnsOf = inode
+	}
+	return append(b, o.netns...)
 }
 
 // NewJSON returns a JSON writing to w, resolving function names with names
@@ -67,13 +142,11 @@ func (o *JSON) Write(j journey.Journey) error {
 			b = append(b, ',')
 		}
 		b = append(b, `{"ts":`...)
-		b = strconv.AppendUint(b, ev.TS, 10)
-		b = append(b, `,"func":`...)
-		b = appendJSONString(b, nameOf(o.names, ev.FuncID))
+		b = o.appendTS(b, ev.TS)
+		b = o.appendFunc(b, ev.FuncID)
 		b = append(b, `,"cpu":`...)
 		b = strconv.AppendUint(b, uint64(ev.CPU), 10)
-		b = append(b, `,"netns":`...)
-		b = strconv.AppendUint(b, uint64(ev.Netns), 10)
+		b = o.appendNetns(b, ev.Netns)
 		b = append(b, `,"ifindex":`...)
 		b = strconv.AppendUint(b, uint64(ev.Ifindex), 10)
 		b = append(b, `,"len":`...)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -568,6 +569,63 @@ func TestJSONTracked(t *testing.T) {
 		}
 		if e.Clone != (i == 3) || (e.Clone && e.SKB != "0xffff888003a1b300") {
 			t.Errorf("event %d: clone %v skb %q", i, e.Clone, e.SKB)
+		}
+	}
+}
+
+// TestJSONCaches writes journeys one after another with one writer, whose
+// caches (quoted names, the last netns, the last timestamp's seconds) must
+// not leak from one event or journey into the next.
+func TestJSONCaches(t *testing.T) {
+	evs := func(specs ...journey.Event) []journey.Event {
+		for i := range specs {
+			specs[i].SKB, specs[i].CPU, specs[i].Ifindex, specs[i].Len = 0xabc, 1, 2, 84
+		}
+		return specs
+	}
+	journeys := []journey.Journey{
+		{Events: evs(
+			journey.Event{TS: 999_999_999, FuncID: 0, Netns: 4026532200},
+			journey.Event{TS: 1_000_000_000, FuncID: 1, Netns: 4026532200},
+			journey.Event{TS: 1_000_000_007, FuncID: 0, Netns: 0},
+			journey.Event{TS: 1_999_999_999, FuncID: 3, Netns: 4026531840},
+		)},
+		{Events: evs(
+			journey.Event{TS: 2_000_000_000, FuncID: 3, Netns: 4026531840},
+			journey.Event{TS: 495406078818070, FuncID: maxCachedFuncs + 5, Netns: 4026531840},
+			journey.Event{TS: 495406078818070, FuncID: 2, Netns: 0},
+			journey.Event{TS: 1<<64 - 1, FuncID: maxCachedFuncs + 5, Netns: 1<<32 - 1},
+		)},
+		{Events: evs(
+			journey.Event{TS: 1, FuncID: 1, Netns: 1},
+			journey.Event{TS: 495406078818070, FuncID: 0, Netns: 4026532200},
+		)},
+	}
+	var buf bytes.Buffer
+	w := NewJSON(&buf, testNames)
+	for i, j := range journeys {
+		j.Flow, j.SKB, j.End = tuple(1, "10.0.0.1", "10.0.0.2", 0, 0), 0xabc, journey.EndEgress
+		buf.Reset()
+		if err := w.Write(j); err != nil {
+			t.Fatal(err)
+		}
+		if ref := refMarshal(t, toRef(t, j, testNames, nil, nil)); buf.String() != ref {
+			t.Errorf("journey %d differs from encoding/json:\n got %s\nwant %s", i, buf.String(), ref)
+		}
+	}
+}
+
+func TestAppendTS(t *testing.T) {
+	vals := []uint64{0, 1, 9, 10, 99, 100, 999_999_999, 1_000_000_000, 1_000_000_001, 1_000_000_010,
+		1_099_999_999, 1_999_999_999, 495406078818070, 1e18, 1<<64 - 1}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 10000 {
+		vals = append(vals, rng.Uint64()>>rng.IntN(64))
+	}
+	o := &JSON{}
+	for _, v := range vals {
+		if got, want := string(o.appendTS(nil, v)), strconv.FormatUint(v, 10); got != want {
+			t.Fatalf("appendTS(%d) = %s, want %s", v, got, want)
 		}
 	}
 }
