@@ -223,9 +223,10 @@ func (a *Assembler) Held() int { return a.held }
 
 // Add records ev and calls emit for every journey that ended as a result:
 // idle or lingering journeys overtaken by ev's timestamp, an evicted
-// journey, a closing journey on the same skb, or ev's own journey.
-func (a *Assembler) Add(ev Event, emit func(Journey)) {
-	a.add(&ev, emit)
+// journey, a closing journey on the same skb, or ev's own journey. ev is
+// copied: the caller may reuse it (the reader decodes every event into one).
+func (a *Assembler) Add(ev *Event, emit func(Journey)) {
+	a.add(ev, emit)
 	// Evicting after the append is safe: ev's journey is the most
 	// recently active one, so it goes last.
 	for a.held > a.maxEvents && len(a.table) > 0 {

@@ -62,6 +62,9 @@ func configWith(set func(c *Config)) Config {
 }
 
 // ev is a short constructor: timestamp, skb, function, parsed or not.
+// ptr returns a pointer to a copy of e, for Add.
+func ptr(e Event) *Event { return &e }
+
 func ev(ts, skb uint64, fn uint32) Event {
 	return Event{TS: ts, SKB: skb, FuncID: fn, Tuple: tupleA}
 }
@@ -107,7 +110,7 @@ func run(cfg Config, ops []op) ([]summary, *Assembler) {
 	for _, o := range ops {
 		switch {
 		case o.ev != nil:
-			a.Add(*o.ev, emit)
+			a.Add(o.ev, emit)
 		case o.flush:
 			a.Flush(emit)
 		default:
@@ -406,7 +409,7 @@ func TestAssemblerFlow(t *testing.T) {
 			a := NewAssembler(testConfig())
 			var got []Journey
 			for _, e := range tt.evs {
-				a.Add(e, func(j Journey) { got = append(got, j) })
+				a.Add(&e, func(j Journey) { got = append(got, j) })
 			}
 			a.Flush(func(j Journey) { got = append(got, j) })
 			if len(got) != 1 {
@@ -428,7 +431,7 @@ func TestAssemblerDefaults(t *testing.T) {
 	// Nil predicates: nothing is egress, nothing is release.
 	var n int
 	for i := 0; i < DefaultLength; i++ {
-		a.Add(ev(uint64(i), 1, 0), func(Journey) { n++ })
+		a.Add(ptr(ev(uint64(i), 1, 0)), func(Journey) { n++ })
 	}
 	if n != 1 {
 		t.Errorf("got %d journeys after Length events, want 1", n)
@@ -481,7 +484,7 @@ func TestAssemblerChurn(t *testing.T) {
 						if k == tt.perSKB-1 && s%2 == 0 {
 							fn = fnXmit
 						}
-						a.Add(ev(ts, 0xffff000000000000+uint64(s), fn), emit)
+						a.Add(ptr(ev(ts, 0xffff000000000000+uint64(s), fn)), emit)
 						in++
 						if a.InFlight() > tt.max {
 							t.Fatalf("InFlight = %d > %d", a.InFlight(), tt.max)
@@ -549,8 +552,8 @@ func TestAssemblerClosingBound(t *testing.T) {
 	for i := uint64(0); i < maxClosing+extra; i++ {
 		skb := 0x1000 + i
 		ts := 1000 + i // all within the 50 ms linger
-		a.Add(ev(ts, skb, fnIP), emit)
-		a.Add(ev(ts, skb, fnXmit), emit)
+		a.Add(ptr(ev(ts, skb, fnIP)), emit)
+		a.Add(ptr(ev(ts, skb, fnXmit)), emit)
 	}
 	if len(got) != extra {
 		t.Fatalf("%d journeys written before their linger, want %d", len(got), extra)
@@ -565,7 +568,7 @@ func TestAssemblerClosingBound(t *testing.T) {
 		t.Errorf("%d journeys in flight, want %d lingering", n, maxClosing)
 	}
 	// A late event on a lingering journey still joins it.
-	a.Add(ev(1000+maxClosing+extra-1, 0x1000+maxClosing+extra-1, fnSkbmem), emit)
+	a.Add(ptr(ev(1000+maxClosing+extra-1, 0x1000+maxClosing+extra-1, fnSkbmem)), emit)
 	a.Flush(emit)
 	last := got[len(got)-1]
 	if len(got) != maxClosing+extra || len(last.Events) != 3 {
@@ -591,7 +594,7 @@ func TestAssemblerEventBound(t *testing.T) {
 		if rng.IntN(60) == 0 {
 			fn = fnConsume
 		}
-		a.Add(ev(1000+i, skb, fn), emit)
+		a.Add(ptr(ev(1000+i, skb, fn)), emit)
 		if a.Held() > cfg.MaxEvents {
 			t.Fatalf("after event %d: %d slots held, bound %d", i, a.Held(), cfg.MaxEvents)
 		}

@@ -65,7 +65,7 @@ func BenchmarkAssembler(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				a.Add(evs[i%len(evs)], emit)
+				a.Add(&evs[i%len(evs)], emit)
 				if i%len(evs) == len(evs)-1 {
 					a.Flush(emit)
 				}

@@ -110,12 +110,12 @@ func TestAssemblerTrackedFlowMemory(t *testing.T) {
 	emit := func(j Journey) { got = append(got, j) }
 	first := ev(1, 0xa, fnRecv)
 	first.ID = 9
-	a.Add(first, emit)
+	a.Add(&first, emit)
 	a.Tick(1+2*uint64(DefaultIdle), emit) // idle end
 	late := Event{TS: 5 + 2*uint64(DefaultIdle), SKB: 0xa, FuncID: fnConsume, ID: 9, Tracked: true}
-	a.Add(late, emit)
+	a.Add(&late, emit)
 	other := Event{TS: 6 + 2*uint64(DefaultIdle), SKB: 0xc, FuncID: fnConsume, ID: 10, Tracked: true}
-	a.Add(other, emit)
+	a.Add(&other, emit)
 	a.Flush(emit)
 	if len(got) != 3 {
 		t.Fatalf("%d journeys, want 3: %+v", len(got), got)

@@ -149,11 +149,11 @@ func FuzzDecodeEvent(f *testing.F) {
 		})
 		var js []journey.Journey
 		emit := func(j journey.Journey) { js = append(js, j) }
-		a.Add(ev, emit)
+		a.Add(&ev, emit)
 		ev2 := ev
 		ev2.TS++
 		ev2.FuncID = 1
-		a.Add(ev2, emit)
+		a.Add(&ev2, emit)
 		a.Tick(ev.TS+uint64(2*time.Second), emit)
 		a.Flush(emit)
 		if len(js) == 0 {

@@ -86,7 +86,7 @@ func BenchmarkReader(b *testing.B) {
 				}
 				ev.TS += shift
 				ev.ID += shift
-				asm.Add(ev, emit)
+				asm.Add(&ev, emit)
 				if i++; i == len(recs) {
 					i = 0
 					shift += 1 << 32

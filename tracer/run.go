@@ -294,7 +294,7 @@ func (t *tracer) loop(ctx context.Context, rd *ringbuf.Reader, asm *journey.Asse
 			if derr := decodeEvent(rec.RawSample, &ev); derr != nil {
 				acct.malformed++
 			} else {
-				asm.Add(ev, emit)
+				asm.Add(&ev, emit)
 			}
 			sinceClock++
 		case errors.Is(err, ringbuf.ErrFlushed):
