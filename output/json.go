@@ -51,32 +51,31 @@ type JSON struct {
 	// at every event.
 	netns   []byte
 	netnsOf uint32
-	// secs caches the decimal digits of the last timestamp's seconds:
-	// only the 9 digits of nanoseconds change from event to event.
-	secs   []byte
-	secsOf uint64
+	// ms caches the decimal digits of the last timestamp's milliseconds:
+	// only the last 6 digits change from one event of a journey to the next.
+	ms   []byte
+	msOf uint64
 }
 
 // appendTS appends ts (ns) in decimal, as strconv.AppendUint would.
 func (o *JSON) appendTS(b []byte, ts uint64) []byte {
-	sec, ns := ts/1e9, uint32(ts%1e9)
-	if sec == 0 {
+	ms, ns := ts/1e6, uint32(ts%1e6)
+	if ms == 0 {
 		return strconv.AppendUint(b, ts, 10)
 	}
-	if o.secs == nil || sec != o.secsOf {
-		o.secs = strconv.AppendUint(o.secs[:0], sec, 10)
-		o.secsOf = sec
+	if o.ms == nil || ms != o.msOf {
+		o.ms = strconv.AppendUint(o.ms[:0], ms, 10)
+		o.msOf = ms
 	}
-	b = append(b, o.secs...)
-	// The nanoseconds, zero-padded to 9 digits, two at a time.
-	var d [9]byte
-	for i := 7; i > 0; i -= 2 {
+	b = append(b, o.ms...)
+	// The rest, zero-padded to 6 digits, two at a time.
+	var d [6]byte
+	for i := 4; i >= 0; i -= 2 {
 		q := ns / 100
 		r := ns - q*100
 		d[i], d[i+1] = digits2[2*r], digits2[2*r+1]
 		ns = q
 	}
-	d[0] = byte('0' + ns)
 	return append(b, d[:]...)
 }
 

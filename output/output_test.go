@@ -585,7 +585,7 @@ func TestJSONCaches(t *testing.T) {
 	}
 	journeys := []journey.Journey{
 		{Events: evs(
-			journey.Event{TS: 999_999_999, FuncID: 0, Netns: 4026532200},
+			journey.Event{TS: 999_999, FuncID: 0, Netns: 4026532200},
 			journey.Event{TS: 1_000_000_000, FuncID: 1, Netns: 4026532200},
 			journey.Event{TS: 1_000_000_007, FuncID: 0, Netns: 0},
 			journey.Event{TS: 1_999_999_999, FuncID: 3, Netns: 4026531840},
@@ -616,7 +616,7 @@ func TestJSONCaches(t *testing.T) {
 }
 
 func TestAppendTS(t *testing.T) {
-	vals := []uint64{0, 1, 9, 10, 99, 100, 999_999_999, 1_000_000_000, 1_000_000_001, 1_000_000_010,
+	vals := []uint64{0, 1, 9, 10, 99, 100, 999_999_999, 1_000_000_000, 1_000_000_001, 1_000_000_010, 999_999, 1_000_000, 1_000_001, 1_999_999, 2_000_000,
 		1_099_999_999, 1_999_999_999, 495406078818070, 1e18, 1<<64 - 1}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for range 10000 {
