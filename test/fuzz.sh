@@ -7,6 +7,11 @@
 # Go's fuzzer sometimes ends a healthy run with "context deadline exceeded"
 # and no failing input (an input still running when -fuzztime expires);
 # such a run is retried once and reported, never counted as a crasher.
+# Its workers also stop reporting (execs stay put at "0/sec" while they
+# run at full CPU; a SIGQUIT then shows hundreds of thousands of execs
+# done), as in golang/go#51484; failures are still caught, since a worker
+# that fails returns at once. Seen here with go1.26 on FuzzParseRaw and
+# FuzzELF, within seconds.
 set -uo pipefail
 GO=${GO:-go}
 FUZZTIME=${FUZZTIME:-20s}
