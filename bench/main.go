@@ -89,13 +89,15 @@ func run() int {
 		micro    = flag.Bool("micro", false, "run the userspace microbenchmarks (go test -bench) instead")
 		benchT   = flag.String("benchtime", "300ms", "-micro: go test -benchtime")
 		gocmd    = flag.String("go", "go", "-micro: the go command")
+		testbin  = flag.String("testbin", "", "-micro: run this prebuilt test binary (go test -c) instead of go test, e.g. in a VM")
+		benchRe  = flag.String("bench", ".", "-micro: the benchmarks to run (go test -bench)")
 		label    = flag.String("label", "", "label for the table titles (default: host or vm, from the environment)")
 		verbose  = flag.Bool("v", false, "print ipftrace's stderr of every run")
 	)
 	flag.Parse()
 
 	if *micro {
-		return runMicro(*gocmd, *benchT, *out)
+		return runMicro(microRun{gocmd: *gocmd, testbin: *testbin, bench: *benchRe, benchtime: *benchT, label: *label}, *out)
 	}
 	if os.Geteuid() != 0 {
 		logf("needs root (network namespaces, BPF)")

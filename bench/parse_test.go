@@ -68,9 +68,22 @@ func TestParseBench(t *testing.T) {
 BenchmarkAssembler/interleave=64         	  934182	       648.7 ns/op	   1541591 events/s	     460 B/op	       0 allocs/op
 pkg: github.com/ipftrace/ipftrace/output
 BenchmarkWrite/json         	   48577	      8915 ns/op	    112165 journeys/s	       0 B/op	       0 allocs/op
+pkg: github.com/ipftrace/ipftrace/tracer
+BenchmarkLoadClone
+BenchmarkLoadClone/any
+BenchmarkLoadClone/any-2         	     200	   2233213 ns/op	      2277 cpu-us/op	      1740 verified-insns
+BenchmarkLoadClone/any/fentry
+    load_bench_test.go:94: SKIPPED: fentry programs do not load on this kernel: load program: operation not permitted
+--- SKIP: BenchmarkLoadClone/any/fentry
 `
 	res := parseBench(strings.NewReader(out))
-	if len(res) != 2 || res[0].metrics["events/s"] != 1541591 || res[1].metrics["journeys/s"] != 112165 || res[1].pkg != "github.com/ipftrace/ipftrace/output" {
+	if len(res) != 4 || res[0].metrics["events/s"] != 1541591 || res[1].metrics["journeys/s"] != 112165 || res[1].pkg != "github.com/ipftrace/ipftrace/output" {
 		t.Fatalf("got %+v", res)
+	}
+	if res[2].metrics["verified-insns"] != 1740 || res[2].skipped != "" {
+		t.Fatalf("LoadClone/any: got %+v", res[2])
+	}
+	if res[3].name != "BenchmarkLoadClone/any/fentry" || !strings.Contains(res[3].skipped, "fentry programs do not load") {
+		t.Fatalf("skipped benchmark: got %+v", res[3])
 	}
 }

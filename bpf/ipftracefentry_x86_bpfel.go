@@ -16,57 +16,70 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	IpftraceFentryMapCloneStash      = "clone_stash"
-	IpftraceFentryMapCounters        = "counters"
-	IpftraceFentryMapEvents          = "events"
-	IpftraceFentryMapTrack           = "track"
-	IpftraceFentryProgFentryShared1  = "fentry_shared1"
-	IpftraceFentryProgFentryShared10 = "fentry_shared10"
-	IpftraceFentryProgFentryShared11 = "fentry_shared11"
-	IpftraceFentryProgFentryShared12 = "fentry_shared12"
-	IpftraceFentryProgFentryShared2  = "fentry_shared2"
-	IpftraceFentryProgFentryShared3  = "fentry_shared3"
-	IpftraceFentryProgFentryShared4  = "fentry_shared4"
-	IpftraceFentryProgFentryShared5  = "fentry_shared5"
-	IpftraceFentryProgFentryShared6  = "fentry_shared6"
-	IpftraceFentryProgFentryShared7  = "fentry_shared7"
-	IpftraceFentryProgFentryShared8  = "fentry_shared8"
-	IpftraceFentryProgFentryShared9  = "fentry_shared9"
-	IpftraceFentryProgFentrySkb1     = "fentry_skb1"
-	IpftraceFentryProgFentrySkb10    = "fentry_skb10"
-	IpftraceFentryProgFentrySkb11    = "fentry_skb11"
-	IpftraceFentryProgFentrySkb12    = "fentry_skb12"
-	IpftraceFentryProgFentrySkb2     = "fentry_skb2"
-	IpftraceFentryProgFentrySkb3     = "fentry_skb3"
-	IpftraceFentryProgFentrySkb4     = "fentry_skb4"
-	IpftraceFentryProgFentrySkb5     = "fentry_skb5"
-	IpftraceFentryProgFentrySkb6     = "fentry_skb6"
-	IpftraceFentryProgFentrySkb7     = "fentry_skb7"
-	IpftraceFentryProgFentrySkb8     = "fentry_skb8"
-	IpftraceFentryProgFentrySkb9     = "fentry_skb9"
-	IpftraceFentryProgFexitClone     = "fexit_clone"
-	IpftraceFentryVarEventTypeAnchor = "event_type_anchor"
-	IpftraceFentryVarF_daddr         = "f_daddr"
-	IpftraceFentryVarF_daddrMask     = "f_daddr_mask"
-	IpftraceFentryVarF_daddrVer      = "f_daddr_ver"
-	IpftraceFentryVarF_dport         = "f_dport"
-	IpftraceFentryVarF_dportSet      = "f_dport_set"
-	IpftraceFentryVarF_ipversion     = "f_ipversion"
-	IpftraceFentryVarF_proto         = "f_proto"
-	IpftraceFentryVarF_protoSet      = "f_proto_set"
-	IpftraceFentryVarF_saddr         = "f_saddr"
-	IpftraceFentryVarF_saddrMask     = "f_saddr_mask"
-	IpftraceFentryVarF_saddrVer      = "f_saddr_ver"
-	IpftraceFentryVarF_sport         = "f_sport"
-	IpftraceFentryVarF_sportSet      = "f_sport_set"
-	IpftraceFentryVarIpftDisabled    = "ipft_disabled"
-	IpftraceFentryVarIpftReaderIdle  = "ipft_reader_idle"
-	IpftraceFentryVarModulesOn       = "modules_on"
-	IpftraceFentryVarTrackEnabled    = "track_enabled"
-	IpftraceFentryVarTrackLive       = "track_live"
-	IpftraceFentryVarTrackValidate   = "track_validate"
-	IpftraceFentryVarUseCast         = "use_cast"
-	IpftraceFentryVarWakeupBytes     = "wakeup_bytes"
+	IpftraceFentryMapCloneStash           = "clone_stash"
+	IpftraceFentryMapCounters             = "counters"
+	IpftraceFentryMapEvents               = "events"
+	IpftraceFentryMapTrack                = "track"
+	IpftraceFentryProgFentryShared1       = "fentry_shared1"
+	IpftraceFentryProgFentryShared10      = "fentry_shared10"
+	IpftraceFentryProgFentryShared10Split = "fentry_shared10_split"
+	IpftraceFentryProgFentryShared11      = "fentry_shared11"
+	IpftraceFentryProgFentryShared11Split = "fentry_shared11_split"
+	IpftraceFentryProgFentryShared12      = "fentry_shared12"
+	IpftraceFentryProgFentryShared12Split = "fentry_shared12_split"
+	IpftraceFentryProgFentryShared1Split  = "fentry_shared1_split"
+	IpftraceFentryProgFentryShared2       = "fentry_shared2"
+	IpftraceFentryProgFentryShared2Split  = "fentry_shared2_split"
+	IpftraceFentryProgFentryShared3       = "fentry_shared3"
+	IpftraceFentryProgFentryShared3Split  = "fentry_shared3_split"
+	IpftraceFentryProgFentryShared4       = "fentry_shared4"
+	IpftraceFentryProgFentryShared4Split  = "fentry_shared4_split"
+	IpftraceFentryProgFentryShared5       = "fentry_shared5"
+	IpftraceFentryProgFentryShared5Split  = "fentry_shared5_split"
+	IpftraceFentryProgFentryShared6       = "fentry_shared6"
+	IpftraceFentryProgFentryShared6Split  = "fentry_shared6_split"
+	IpftraceFentryProgFentryShared7       = "fentry_shared7"
+	IpftraceFentryProgFentryShared7Split  = "fentry_shared7_split"
+	IpftraceFentryProgFentryShared8       = "fentry_shared8"
+	IpftraceFentryProgFentryShared8Split  = "fentry_shared8_split"
+	IpftraceFentryProgFentryShared9       = "fentry_shared9"
+	IpftraceFentryProgFentryShared9Split  = "fentry_shared9_split"
+	IpftraceFentryProgFentrySkb1          = "fentry_skb1"
+	IpftraceFentryProgFentrySkb10         = "fentry_skb10"
+	IpftraceFentryProgFentrySkb11         = "fentry_skb11"
+	IpftraceFentryProgFentrySkb12         = "fentry_skb12"
+	IpftraceFentryProgFentrySkb2          = "fentry_skb2"
+	IpftraceFentryProgFentrySkb3          = "fentry_skb3"
+	IpftraceFentryProgFentrySkb4          = "fentry_skb4"
+	IpftraceFentryProgFentrySkb5          = "fentry_skb5"
+	IpftraceFentryProgFentrySkb6          = "fentry_skb6"
+	IpftraceFentryProgFentrySkb7          = "fentry_skb7"
+	IpftraceFentryProgFentrySkb8          = "fentry_skb8"
+	IpftraceFentryProgFentrySkb9          = "fentry_skb9"
+	IpftraceFentryProgFexitClone          = "fexit_clone"
+	IpftraceFentryVarEventTypeAnchor      = "event_type_anchor"
+	IpftraceFentryVarF_daddr              = "f_daddr"
+	IpftraceFentryVarF_daddrMask          = "f_daddr_mask"
+	IpftraceFentryVarF_daddrVer           = "f_daddr_ver"
+	IpftraceFentryVarF_dport              = "f_dport"
+	IpftraceFentryVarF_dportSet           = "f_dport_set"
+	IpftraceFentryVarF_ipversion          = "f_ipversion"
+	IpftraceFentryVarF_proto              = "f_proto"
+	IpftraceFentryVarF_protoSet           = "f_proto_set"
+	IpftraceFentryVarF_saddr              = "f_saddr"
+	IpftraceFentryVarF_saddrMask          = "f_saddr_mask"
+	IpftraceFentryVarF_saddrVer           = "f_saddr_ver"
+	IpftraceFentryVarF_sport              = "f_sport"
+	IpftraceFentryVarF_sportSet           = "f_sport_set"
+	IpftraceFentryVarIpftBlind            = "ipft_blind"
+	IpftraceFentryVarIpftDisabled         = "ipft_disabled"
+	IpftraceFentryVarIpftReaderIdle       = "ipft_reader_idle"
+	IpftraceFentryVarModulesOn            = "modules_on"
+	IpftraceFentryVarTrackEnabled         = "track_enabled"
+	IpftraceFentryVarTrackLive            = "track_live"
+	IpftraceFentryVarTrackValidate        = "track_validate"
+	IpftraceFentryVarUseCast              = "use_cast"
+	IpftraceFentryVarWakeupBytes          = "wakeup_bytes"
 )
 
 // LoadIpftraceFentry returns the embedded CollectionSpec for IpftraceFentry.
@@ -111,31 +124,43 @@ type IpftraceFentrySpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type IpftraceFentryProgramSpecs struct {
-	FentryShared1  *ebpf.ProgramSpec `ebpf:"fentry_shared1"`
-	FentryShared10 *ebpf.ProgramSpec `ebpf:"fentry_shared10"`
-	FentryShared11 *ebpf.ProgramSpec `ebpf:"fentry_shared11"`
-	FentryShared12 *ebpf.ProgramSpec `ebpf:"fentry_shared12"`
-	FentryShared2  *ebpf.ProgramSpec `ebpf:"fentry_shared2"`
-	FentryShared3  *ebpf.ProgramSpec `ebpf:"fentry_shared3"`
-	FentryShared4  *ebpf.ProgramSpec `ebpf:"fentry_shared4"`
-	FentryShared5  *ebpf.ProgramSpec `ebpf:"fentry_shared5"`
-	FentryShared6  *ebpf.ProgramSpec `ebpf:"fentry_shared6"`
-	FentryShared7  *ebpf.ProgramSpec `ebpf:"fentry_shared7"`
-	FentryShared8  *ebpf.ProgramSpec `ebpf:"fentry_shared8"`
-	FentryShared9  *ebpf.ProgramSpec `ebpf:"fentry_shared9"`
-	FentrySkb1     *ebpf.ProgramSpec `ebpf:"fentry_skb1"`
-	FentrySkb10    *ebpf.ProgramSpec `ebpf:"fentry_skb10"`
-	FentrySkb11    *ebpf.ProgramSpec `ebpf:"fentry_skb11"`
-	FentrySkb12    *ebpf.ProgramSpec `ebpf:"fentry_skb12"`
-	FentrySkb2     *ebpf.ProgramSpec `ebpf:"fentry_skb2"`
-	FentrySkb3     *ebpf.ProgramSpec `ebpf:"fentry_skb3"`
-	FentrySkb4     *ebpf.ProgramSpec `ebpf:"fentry_skb4"`
-	FentrySkb5     *ebpf.ProgramSpec `ebpf:"fentry_skb5"`
-	FentrySkb6     *ebpf.ProgramSpec `ebpf:"fentry_skb6"`
-	FentrySkb7     *ebpf.ProgramSpec `ebpf:"fentry_skb7"`
-	FentrySkb8     *ebpf.ProgramSpec `ebpf:"fentry_skb8"`
-	FentrySkb9     *ebpf.ProgramSpec `ebpf:"fentry_skb9"`
-	FexitClone     *ebpf.ProgramSpec `ebpf:"fexit_clone"`
+	FentryShared1       *ebpf.ProgramSpec `ebpf:"fentry_shared1"`
+	FentryShared10      *ebpf.ProgramSpec `ebpf:"fentry_shared10"`
+	FentryShared10Split *ebpf.ProgramSpec `ebpf:"fentry_shared10_split"`
+	FentryShared11      *ebpf.ProgramSpec `ebpf:"fentry_shared11"`
+	FentryShared11Split *ebpf.ProgramSpec `ebpf:"fentry_shared11_split"`
+	FentryShared12      *ebpf.ProgramSpec `ebpf:"fentry_shared12"`
+	FentryShared12Split *ebpf.ProgramSpec `ebpf:"fentry_shared12_split"`
+	FentryShared1Split  *ebpf.ProgramSpec `ebpf:"fentry_shared1_split"`
+	FentryShared2       *ebpf.ProgramSpec `ebpf:"fentry_shared2"`
+	FentryShared2Split  *ebpf.ProgramSpec `ebpf:"fentry_shared2_split"`
+	FentryShared3       *ebpf.ProgramSpec `ebpf:"fentry_shared3"`
+	FentryShared3Split  *ebpf.ProgramSpec `ebpf:"fentry_shared3_split"`
+	FentryShared4       *ebpf.ProgramSpec `ebpf:"fentry_shared4"`
+	FentryShared4Split  *ebpf.ProgramSpec `ebpf:"fentry_shared4_split"`
+	FentryShared5       *ebpf.ProgramSpec `ebpf:"fentry_shared5"`
+	FentryShared5Split  *ebpf.ProgramSpec `ebpf:"fentry_shared5_split"`
+	FentryShared6       *ebpf.ProgramSpec `ebpf:"fentry_shared6"`
+	FentryShared6Split  *ebpf.ProgramSpec `ebpf:"fentry_shared6_split"`
+	FentryShared7       *ebpf.ProgramSpec `ebpf:"fentry_shared7"`
+	FentryShared7Split  *ebpf.ProgramSpec `ebpf:"fentry_shared7_split"`
+	FentryShared8       *ebpf.ProgramSpec `ebpf:"fentry_shared8"`
+	FentryShared8Split  *ebpf.ProgramSpec `ebpf:"fentry_shared8_split"`
+	FentryShared9       *ebpf.ProgramSpec `ebpf:"fentry_shared9"`
+	FentryShared9Split  *ebpf.ProgramSpec `ebpf:"fentry_shared9_split"`
+	FentrySkb1          *ebpf.ProgramSpec `ebpf:"fentry_skb1"`
+	FentrySkb10         *ebpf.ProgramSpec `ebpf:"fentry_skb10"`
+	FentrySkb11         *ebpf.ProgramSpec `ebpf:"fentry_skb11"`
+	FentrySkb12         *ebpf.ProgramSpec `ebpf:"fentry_skb12"`
+	FentrySkb2          *ebpf.ProgramSpec `ebpf:"fentry_skb2"`
+	FentrySkb3          *ebpf.ProgramSpec `ebpf:"fentry_skb3"`
+	FentrySkb4          *ebpf.ProgramSpec `ebpf:"fentry_skb4"`
+	FentrySkb5          *ebpf.ProgramSpec `ebpf:"fentry_skb5"`
+	FentrySkb6          *ebpf.ProgramSpec `ebpf:"fentry_skb6"`
+	FentrySkb7          *ebpf.ProgramSpec `ebpf:"fentry_skb7"`
+	FentrySkb8          *ebpf.ProgramSpec `ebpf:"fentry_skb8"`
+	FentrySkb9          *ebpf.ProgramSpec `ebpf:"fentry_skb9"`
+	FexitClone          *ebpf.ProgramSpec `ebpf:"fexit_clone"`
 }
 
 // IpftraceFentryMapSpecs contains maps before they are loaded into the kernel.
@@ -166,6 +191,7 @@ type IpftraceFentryVariableSpecs struct {
 	F_saddrVer      *ebpf.VariableSpec `ebpf:"f_saddr_ver"`
 	F_sport         *ebpf.VariableSpec `ebpf:"f_sport"`
 	F_sportSet      *ebpf.VariableSpec `ebpf:"f_sport_set"`
+	IpftBlind       *ebpf.VariableSpec `ebpf:"ipft_blind"`
 	IpftDisabled    *ebpf.VariableSpec `ebpf:"ipft_disabled"`
 	IpftReaderIdle  *ebpf.VariableSpec `ebpf:"ipft_reader_idle"`
 	ModulesOn       *ebpf.VariableSpec `ebpf:"modules_on"`
@@ -229,6 +255,7 @@ type IpftraceFentryVariables struct {
 	F_saddrVer      *ebpf.Variable `ebpf:"f_saddr_ver"`
 	F_sport         *ebpf.Variable `ebpf:"f_sport"`
 	F_sportSet      *ebpf.Variable `ebpf:"f_sport_set"`
+	IpftBlind       *ebpf.Variable `ebpf:"ipft_blind"`
 	IpftDisabled    *ebpf.Variable `ebpf:"ipft_disabled"`
 	IpftReaderIdle  *ebpf.Variable `ebpf:"ipft_reader_idle"`
 	ModulesOn       *ebpf.Variable `ebpf:"modules_on"`
@@ -243,47 +270,71 @@ type IpftraceFentryVariables struct {
 //
 // It can be passed to LoadIpftraceFentryObjects or ebpf.CollectionSpec.LoadAndAssign.
 type IpftraceFentryPrograms struct {
-	FentryShared1  *ebpf.Program `ebpf:"fentry_shared1"`
-	FentryShared10 *ebpf.Program `ebpf:"fentry_shared10"`
-	FentryShared11 *ebpf.Program `ebpf:"fentry_shared11"`
-	FentryShared12 *ebpf.Program `ebpf:"fentry_shared12"`
-	FentryShared2  *ebpf.Program `ebpf:"fentry_shared2"`
-	FentryShared3  *ebpf.Program `ebpf:"fentry_shared3"`
-	FentryShared4  *ebpf.Program `ebpf:"fentry_shared4"`
-	FentryShared5  *ebpf.Program `ebpf:"fentry_shared5"`
-	FentryShared6  *ebpf.Program `ebpf:"fentry_shared6"`
-	FentryShared7  *ebpf.Program `ebpf:"fentry_shared7"`
-	FentryShared8  *ebpf.Program `ebpf:"fentry_shared8"`
-	FentryShared9  *ebpf.Program `ebpf:"fentry_shared9"`
-	FentrySkb1     *ebpf.Program `ebpf:"fentry_skb1"`
-	FentrySkb10    *ebpf.Program `ebpf:"fentry_skb10"`
-	FentrySkb11    *ebpf.Program `ebpf:"fentry_skb11"`
-	FentrySkb12    *ebpf.Program `ebpf:"fentry_skb12"`
-	FentrySkb2     *ebpf.Program `ebpf:"fentry_skb2"`
-	FentrySkb3     *ebpf.Program `ebpf:"fentry_skb3"`
-	FentrySkb4     *ebpf.Program `ebpf:"fentry_skb4"`
-	FentrySkb5     *ebpf.Program `ebpf:"fentry_skb5"`
-	FentrySkb6     *ebpf.Program `ebpf:"fentry_skb6"`
-	FentrySkb7     *ebpf.Program `ebpf:"fentry_skb7"`
-	FentrySkb8     *ebpf.Program `ebpf:"fentry_skb8"`
-	FentrySkb9     *ebpf.Program `ebpf:"fentry_skb9"`
-	FexitClone     *ebpf.Program `ebpf:"fexit_clone"`
+	FentryShared1       *ebpf.Program `ebpf:"fentry_shared1"`
+	FentryShared10      *ebpf.Program `ebpf:"fentry_shared10"`
+	FentryShared10Split *ebpf.Program `ebpf:"fentry_shared10_split"`
+	FentryShared11      *ebpf.Program `ebpf:"fentry_shared11"`
+	FentryShared11Split *ebpf.Program `ebpf:"fentry_shared11_split"`
+	FentryShared12      *ebpf.Program `ebpf:"fentry_shared12"`
+	FentryShared12Split *ebpf.Program `ebpf:"fentry_shared12_split"`
+	FentryShared1Split  *ebpf.Program `ebpf:"fentry_shared1_split"`
+	FentryShared2       *ebpf.Program `ebpf:"fentry_shared2"`
+	FentryShared2Split  *ebpf.Program `ebpf:"fentry_shared2_split"`
+	FentryShared3       *ebpf.Program `ebpf:"fentry_shared3"`
+	FentryShared3Split  *ebpf.Program `ebpf:"fentry_shared3_split"`
+	FentryShared4       *ebpf.Program `ebpf:"fentry_shared4"`
+	FentryShared4Split  *ebpf.Program `ebpf:"fentry_shared4_split"`
+	FentryShared5       *ebpf.Program `ebpf:"fentry_shared5"`
+	FentryShared5Split  *ebpf.Program `ebpf:"fentry_shared5_split"`
+	FentryShared6       *ebpf.Program `ebpf:"fentry_shared6"`
+	FentryShared6Split  *ebpf.Program `ebpf:"fentry_shared6_split"`
+	FentryShared7       *ebpf.Program `ebpf:"fentry_shared7"`
+	FentryShared7Split  *ebpf.Program `ebpf:"fentry_shared7_split"`
+	FentryShared8       *ebpf.Program `ebpf:"fentry_shared8"`
+	FentryShared8Split  *ebpf.Program `ebpf:"fentry_shared8_split"`
+	FentryShared9       *ebpf.Program `ebpf:"fentry_shared9"`
+	FentryShared9Split  *ebpf.Program `ebpf:"fentry_shared9_split"`
+	FentrySkb1          *ebpf.Program `ebpf:"fentry_skb1"`
+	FentrySkb10         *ebpf.Program `ebpf:"fentry_skb10"`
+	FentrySkb11         *ebpf.Program `ebpf:"fentry_skb11"`
+	FentrySkb12         *ebpf.Program `ebpf:"fentry_skb12"`
+	FentrySkb2          *ebpf.Program `ebpf:"fentry_skb2"`
+	FentrySkb3          *ebpf.Program `ebpf:"fentry_skb3"`
+	FentrySkb4          *ebpf.Program `ebpf:"fentry_skb4"`
+	FentrySkb5          *ebpf.Program `ebpf:"fentry_skb5"`
+	FentrySkb6          *ebpf.Program `ebpf:"fentry_skb6"`
+	FentrySkb7          *ebpf.Program `ebpf:"fentry_skb7"`
+	FentrySkb8          *ebpf.Program `ebpf:"fentry_skb8"`
+	FentrySkb9          *ebpf.Program `ebpf:"fentry_skb9"`
+	FexitClone          *ebpf.Program `ebpf:"fexit_clone"`
 }
 
 func (p *IpftraceFentryPrograms) Close() error {
 	return _IpftraceFentryClose(
 		p.FentryShared1,
 		p.FentryShared10,
+		p.FentryShared10Split,
 		p.FentryShared11,
+		p.FentryShared11Split,
 		p.FentryShared12,
+		p.FentryShared12Split,
+		p.FentryShared1Split,
 		p.FentryShared2,
+		p.FentryShared2Split,
 		p.FentryShared3,
+		p.FentryShared3Split,
 		p.FentryShared4,
+		p.FentryShared4Split,
 		p.FentryShared5,
+		p.FentryShared5Split,
 		p.FentryShared6,
+		p.FentryShared6Split,
 		p.FentryShared7,
+		p.FentryShared7Split,
 		p.FentryShared8,
+		p.FentryShared8Split,
 		p.FentryShared9,
+		p.FentryShared9Split,
 		p.FentrySkb1,
 		p.FentrySkb10,
 		p.FentrySkb11,

@@ -42,6 +42,7 @@ const (
 	IpftraceKprobeVarF_saddrVer      = "f_saddr_ver"
 	IpftraceKprobeVarF_sport         = "f_sport"
 	IpftraceKprobeVarF_sportSet      = "f_sport_set"
+	IpftraceKprobeVarIpftBlind       = "ipft_blind"
 	IpftraceKprobeVarIpftDisabled    = "ipft_disabled"
 	IpftraceKprobeVarIpftReaderIdle  = "ipft_reader_idle"
 	IpftraceKprobeVarModulesOn       = "modules_on"
@@ -132,6 +133,7 @@ type IpftraceKprobeVariableSpecs struct {
 	F_saddrVer      *ebpf.VariableSpec `ebpf:"f_saddr_ver"`
 	F_sport         *ebpf.VariableSpec `ebpf:"f_sport"`
 	F_sportSet      *ebpf.VariableSpec `ebpf:"f_sport_set"`
+	IpftBlind       *ebpf.VariableSpec `ebpf:"ipft_blind"`
 	IpftDisabled    *ebpf.VariableSpec `ebpf:"ipft_disabled"`
 	IpftReaderIdle  *ebpf.VariableSpec `ebpf:"ipft_reader_idle"`
 	ModulesOn       *ebpf.VariableSpec `ebpf:"modules_on"`
@@ -195,6 +197,7 @@ type IpftraceKprobeVariables struct {
 	F_saddrVer      *ebpf.Variable `ebpf:"f_saddr_ver"`
 	F_sport         *ebpf.Variable `ebpf:"f_sport"`
 	F_sportSet      *ebpf.Variable `ebpf:"f_sport_set"`
+	IpftBlind       *ebpf.Variable `ebpf:"ipft_blind"`
 	IpftDisabled    *ebpf.Variable `ebpf:"ipft_disabled"`
 	IpftReaderIdle  *ebpf.Variable `ebpf:"ipft_reader_idle"`
 	ModulesOn       *ebpf.Variable `ebpf:"modules_on"`

@@ -40,6 +40,7 @@ const (
 	IpftraceKprobeMultiVarF_saddrVer           = "f_saddr_ver"
 	IpftraceKprobeMultiVarF_sport              = "f_sport"
 	IpftraceKprobeMultiVarF_sportSet           = "f_sport_set"
+	IpftraceKprobeMultiVarIpftBlind            = "ipft_blind"
 	IpftraceKprobeMultiVarIpftDisabled         = "ipft_disabled"
 	IpftraceKprobeMultiVarIpftReaderIdle       = "ipft_reader_idle"
 	IpftraceKprobeMultiVarModulesOn            = "modules_on"
@@ -128,6 +129,7 @@ type IpftraceKprobeMultiVariableSpecs struct {
 	F_saddrVer      *ebpf.VariableSpec `ebpf:"f_saddr_ver"`
 	F_sport         *ebpf.VariableSpec `ebpf:"f_sport"`
 	F_sportSet      *ebpf.VariableSpec `ebpf:"f_sport_set"`
+	IpftBlind       *ebpf.VariableSpec `ebpf:"ipft_blind"`
 	IpftDisabled    *ebpf.VariableSpec `ebpf:"ipft_disabled"`
 	IpftReaderIdle  *ebpf.VariableSpec `ebpf:"ipft_reader_idle"`
 	ModulesOn       *ebpf.VariableSpec `ebpf:"modules_on"`
@@ -191,6 +193,7 @@ type IpftraceKprobeMultiVariables struct {
 	F_saddrVer      *ebpf.Variable `ebpf:"f_saddr_ver"`
 	F_sport         *ebpf.Variable `ebpf:"f_sport"`
 	F_sportSet      *ebpf.Variable `ebpf:"f_sport_set"`
+	IpftBlind       *ebpf.Variable `ebpf:"ipft_blind"`
 	IpftDisabled    *ebpf.Variable `ebpf:"ipft_disabled"`
 	IpftReaderIdle  *ebpf.Variable `ebpf:"ipft_reader_idle"`
 	ModulesOn       *ebpf.Variable `ebpf:"modules_on"`

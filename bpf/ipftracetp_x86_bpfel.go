@@ -70,6 +70,7 @@ const (
 	IpftraceTpVarF_saddrVer      = "f_saddr_ver"
 	IpftraceTpVarF_sport         = "f_sport"
 	IpftraceTpVarF_sportSet      = "f_sport_set"
+	IpftraceTpVarIpftBlind       = "ipft_blind"
 	IpftraceTpVarIpftDisabled    = "ipft_disabled"
 	IpftraceTpVarIpftReaderIdle  = "ipft_reader_idle"
 	IpftraceTpVarModulesOn       = "modules_on"
@@ -159,6 +160,7 @@ type IpftraceTpVariableSpecs struct {
 	F_saddrVer      *ebpf.VariableSpec `ebpf:"f_saddr_ver"`
 	F_sport         *ebpf.VariableSpec `ebpf:"f_sport"`
 	F_sportSet      *ebpf.VariableSpec `ebpf:"f_sport_set"`
+	IpftBlind       *ebpf.VariableSpec `ebpf:"ipft_blind"`
 	IpftDisabled    *ebpf.VariableSpec `ebpf:"ipft_disabled"`
 	IpftReaderIdle  *ebpf.VariableSpec `ebpf:"ipft_reader_idle"`
 	ModulesOn       *ebpf.VariableSpec `ebpf:"modules_on"`
@@ -222,6 +224,7 @@ type IpftraceTpVariables struct {
 	F_saddrVer      *ebpf.Variable `ebpf:"f_saddr_ver"`
 	F_sport         *ebpf.Variable `ebpf:"f_sport"`
 	F_sportSet      *ebpf.Variable `ebpf:"f_sport_set"`
+	IpftBlind       *ebpf.Variable `ebpf:"ipft_blind"`
 	IpftDisabled    *ebpf.Variable `ebpf:"ipft_disabled"`
 	IpftReaderIdle  *ebpf.Variable `ebpf:"ipft_reader_idle"`
 	ModulesOn       *ebpf.Variable `ebpf:"modules_on"`

@@ -143,6 +143,10 @@ func TestAutoPing(t *testing.T) {
 // sharedRE is -v's account of the fentry attach with shared handlers.
 var sharedRE = regexp.MustCompile(`(?m)^ipftrace: fentry: (\d+) functions in (\d+) prototype groups: (\d+) handlers, (\d+) tail calls$`)
 
+// splitRE is -v's account of the measured choice between the inline and
+// split shared handlers: the chosen variant's count first.
+var splitRE = regexp.MustCompile(`(?m)^ipftrace: fentry: (split|inline) handlers \(\S+ verified in (\d+) instructions (split|inline), (\d+) (split|inline)\)$`)
+
 // checkShared checks that an fentry --auto run shared handlers: fewer
 // handlers than functions, the others reached by tail call, and a program
 // for every function of the groups attached (the others, module
@@ -167,5 +171,22 @@ func checkShared(t *testing.T, stderr string, attached, targets int) {
 	if others := targets - funcs; handlers+tails < attached-others {
 		t.Errorf("%d handlers + %d tail calls loaded, but %d of the %d functions in groups attached",
 			handlers, tails, attached-others, funcs)
+	}
+	// The handler variant was chosen on the verifier's counts, and the
+	// journey the test asserted ran through it. A split handler must be
+	// verified in at least a fifth fewer instructions than the inline one.
+	c := splitRE.FindStringSubmatch(stderr)
+	if c == nil || c[1] != c[3] || c[3] == c[5] {
+		t.Fatalf("fentry --auto -v printed no measured handler choice:\n%s", stderr)
+	}
+	chosen, _ := strconv.Atoi(c[2])
+	other, _ := strconv.Atoi(c[4])
+	t.Logf("fentry: %s handlers (%d instructions verified, %d the other way)", c[1], chosen, other)
+	split, inline := chosen, other
+	if c[1] == "inline" {
+		split, inline = other, chosen
+	}
+	if splitWins := split < inline && split*5 <= inline*4; splitWins != (c[1] == "split") {
+		t.Errorf("fentry chose %s handlers on %d against %d instructions", c[1], chosen, other)
 	}
 }

@@ -188,6 +188,11 @@ func (t *tracer) attachTracing(ctx context.Context, a *attachment, p *progress) 
 	if t.backend == BackendFentry {
 		if ok, err := t.sharedHandlers(); ok {
 			groups, rest = t.fentryGroups()
+			var why string
+			t.split, why = t.chooseFentrySplit()
+			if t.cfg.Verbose {
+				t.verbosef("fentry: %s", why)
+			}
 		} else if t.cfg.Verbose {
 			t.verbosef("fentry: no shared handlers (%v); one clone per function", err)
 		}

@@ -107,10 +107,12 @@ func TestRawClone(t *testing.T) {
 		if rt, err := o.rawTemplate(tmpl); err != nil || rt == nil || len(rt.descOffs) == 0 {
 			t.Errorf("%s: raw template %v, %v", tmpl, rt, err)
 		}
-		// The shared handlers take the descriptor from the cookie.
-		tmpl = sharedTemplate(Target{SkbPos: pos})
-		if rt, err := o.rawTemplate(tmpl); err != nil || rt == nil || len(rt.descOffs) != 0 {
-			t.Errorf("%s: raw template %v, %v", tmpl, rt, err)
+		for _, split := range []bool{false, true} {
+			// The shared handlers take the descriptor from the cookie.
+			tmpl := sharedTemplate(Target{SkbPos: pos}, split)
+			if rt, err := o.rawTemplate(tmpl); err != nil || rt == nil || len(rt.descOffs) != 0 {
+				t.Errorf("%s: raw template %v, %v", tmpl, rt, err)
+			}
 		}
 	}
 }

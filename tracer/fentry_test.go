@@ -89,3 +89,21 @@ func TestTailTemplate(t *testing.T) {
 		t.Error("a descriptor for the tail call program was taken")
 	}
 }
+
+func TestSplitWins(t *testing.T) {
+	for _, c := range []struct {
+		inline, split uint32
+		want          bool
+	}{
+		{4158, 2148, true},  // 6.1
+		{1836, 2100, false}, // 6.12
+		{1000, 800, true},   // a fifth fewer: enough
+		{1000, 801, false},
+		{0, 0, false},
+		{4_000_000_000, 3_200_000_000, true}, // no overflow
+	} {
+		if got := splitWins(c.inline, c.split); got != c.want {
+			t.Errorf("splitWins(%d, %d) = %v, want %v", c.inline, c.split, got, c.want)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package tracer
 
 import (
+	"errors"
 	"net/netip"
 	"os"
 	"syscall"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
+	"golang.org/x/sys/unix"
 
 	"github.com/ipftrace/ipftrace/bpf"
 	"github.com/ipftrace/ipftrace/btfscan"
@@ -35,26 +37,48 @@ func BenchmarkLoadClone(b *testing.B) {
 		name string
 		f    filter.Filter
 	}{{"any", filter.Any()}, {"daddr", daddr}} {
-		b.Run(c.name, func(b *testing.B) { benchLoadClone(b, scan, c.f, false) })
-		b.Run(c.name+"/cilium", func(b *testing.B) { benchLoadClone(b, scan, c.f, true) })
+		b.Run(c.name, func(b *testing.B) { benchLoadClone(b, scan, tpClone, c.f, false) })
+		b.Run(c.name+"/cilium", func(b *testing.B) { benchLoadClone(b, scan, tpClone, c.f, true) })
+		b.Run(c.name+"/fentry", func(b *testing.B) { benchLoadClone(b, scan, fentryClone, c.f, false) })
+		b.Run(c.name+"/fentry-split", func(b *testing.B) { benchLoadClone(b, scan, fentrySplitClone, c.f, false) })
 	}
 }
 
+// cloneKind is what BenchmarkLoadClone loads: a template of a spec, cloned
+// for a target.
+type cloneKind struct {
+	spec        bpf.Group
+	template    string
+	target      string
+	tracepoints bool
+	cookie      bool // the descriptor is the link's cookie, not patched in
+}
+
+var (
+	// tpClone is a tp_btf clone, the tracepoint backend's per-tracepoint load.
+	tpClone = cloneKind{bpf.Tracepoint, "tp_skb1", "net_dev_queue", true, false}
+	// fentryClone is a shared fentry handler, the fentry backend's
+	// per-prototype load (ip_rcv: skb first, as most handlers).
+	fentryClone = cloneKind{bpf.Fentry, "fentry_shared1", "ip_rcv", false, true}
+	// fentrySplitClone is its variant that ends a hit in a global function.
+	fentrySplitClone = cloneKind{bpf.Fentry, "fentry_shared1_split", "ip_rcv", false, true}
+)
+
 // benchLoadClone loads clones as a run does (loadClone: the raw template),
 // or with viaCilium through cilium/ebpf's collection loader (loadProgram).
-func benchLoadClone(b *testing.B, scan *btfscan.Result, f filter.Filter, viaCilium bool) {
-	o, err := newObjects(bpf.Tracepoint, f, nil, true, btf.NewCache(), scan.CORE)
+func benchLoadClone(b *testing.B, scan *btfscan.Result, k cloneKind, f filter.Filter, viaCilium bool) {
+	o, err := newObjects(k.spec, f, nil, true, btf.NewCache(), scan.CORE)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer o.Close()
 	// As setAttachIDs does: without an ID, loadClone goes through
 	// cilium/ebpf too, and the two variants measured the same loader.
-	if o.attachIDs, o.protos, err = attachIDs(true, []string{"net_dev_queue"}); err != nil {
+	if o.attachIDs, o.protos, err = attachIDs(k.tracepoints, []string{k.target}); err != nil {
 		b.Fatal(err)
 	}
-	if _, ok := o.attachIDs["net_dev_queue"]; !ok {
-		b.Fatal("no BTF ID for net_dev_queue")
+	if _, ok := o.attachIDs[k.target]; !ok {
+		b.Fatalf("no BTF ID for %s", k.target)
 	}
 	var before, after syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &before)
@@ -68,8 +92,15 @@ func benchLoadClone(b *testing.B, scan *btfscan.Result, f filter.Filter, viaCili
 				return o.loadProgram(tmpl, to, module != "", desc, true)
 			}
 		}
-		p, err := load("tp_skb1", "net_dev_queue", "", descriptor(uint32(i), 0))
+		desc := descriptor(uint32(i), 0)
+		if k.cookie {
+			desc = 0
+		}
+		p, err := load(k.template, k.target, "", desc)
 		if err != nil {
+			if n == 1 && errors.Is(err, unix.EPERM) && k.spec == bpf.Fentry {
+				b.Skipf("SKIPPED: fentry programs do not load on this kernel: %v", err)
+			}
 			b.Fatal(err)
 		}
 		if verified == 0 {

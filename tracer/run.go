@@ -34,6 +34,7 @@ type tracer struct {
 	targets []Target // the targets of the chosen backend; index = function ID
 	helpers []helper // tracking helpers; IDs follow the targets'
 	share   sharing  // what the fentry attach shared (attachGroup)
+	split   bool     // fentry: the _split shared handlers (chooseFentrySplit)
 	att     *attachment
 }
 

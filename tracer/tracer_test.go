@@ -174,8 +174,11 @@ func TestTemplates(t *testing.T) {
 		t.Fatal(err)
 	}
 	for pos := 1; pos <= maxFentryArg; pos++ {
-		if _, ok := spec.Programs[fentryTemplate(Target{SkbPos: pos})]; !ok {
-			t.Errorf("no fentry template for skb position %d", pos)
+		names := []string{fentryTemplate(Target{SkbPos: pos}), sharedTemplate(Target{SkbPos: pos}, false), sharedTemplate(Target{SkbPos: pos}, true)}
+		for _, name := range names {
+			if _, ok := spec.Programs[name]; !ok {
+				t.Errorf("no fentry template %s", name)
+			}
 		}
 	}
 	for pos := 1; pos <= maxKprobeArg; pos++ {
