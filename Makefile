@@ -87,8 +87,8 @@ test: deps check-generate unit fuzz e2e vmtest
 # Benchmarks (issue 6): userspace microbenchmarks, then the host (tracepoint
 # backend), then one VM boot per kernel running every function backend with
 # its own base and floor; a VM with fentry also measures loading one fentry
-# handler (LoadClone/*/fentry, where the fentry attach spends most of its
-# time). Quick run: make bench BENCH_REPS=1 BENCH_COUNT=2000.
+# handler, inline and split (LoadClone/*/fentry*, where the fentry attach
+# spends most of its time). Quick run: make bench BENCH_REPS=1 BENCH_COUNT=2000.
 # Results are appended to $(BENCH_OUT) (not committed).
 BENCH_REPS       ?= 3
 BENCH_COUNT      ?= 20000
@@ -112,7 +112,7 @@ bench: build
 		k=$${kb%%:*}; b=$${kb##*:}; \
 		echo "=== bench vm kernel $$k: $$b"; \
 		rm -f bin/bench-vm/$$k.txt; \
-		loads=true; case ",$$b," in *,fentry,*) loads="./bin/bench -micro -testbin bin/tracer.test -bench 'LoadClone/.*/fentry$$' -benchtime $(BENCH_VM_BENCHTIME) -label vm-$$k -out $(CURDIR)/bin/bench-vm/$$k.txt";; esac; \
+		loads=true; case ",$$b," in *,fentry,*) loads="./bin/bench -micro -testbin bin/tracer.test -bench 'LoadClone/.*/fentry' -benchtime $(BENCH_VM_BENCHTIME) -label vm-$$k -out $(CURDIR)/bin/bench-vm/$$k.txt";; esac; \
 		./bin/vm -kernel $$k -timeout $(BENCH_VM_TIMEOUT) -rw $(CURDIR)/bin/bench-vm -- sh -c "$$loads && \
 			./bin/bench -backend $$b -reps $(BENCH_REPS) -count $(BENCH_COUNT) $(BENCH_FLAGS) -label vm-$$k -out $(CURDIR)/bin/bench-vm/$$k.txt" \
 			|| { echo "=== bench vm kernel $$k: FAILED"; cat bin/bench-vm/$$k.txt >> $(BENCH_OUT) 2>/dev/null; exit 1; }; \

@@ -256,8 +256,9 @@ const splitMinTargets = 16
 // first vmlinux target with a BTF ID and keeps the one the kernel verified
 // in fewer instructions (splitWins). why says what it chose and on what
 // numbers. The per-function clones (no shared handlers, names without a
-// unique BTF ID) stay inline: they are few. Measured in the VMs (one handler, -d filter): 6.1 verifies 4158
-// instructions inline and 2148 split; 6.12 1836 inline and 2100 split.
+// unique BTF ID) stay inline: they are few. Measured in the VMs (one
+// handler, -d filter): 6.1 verifies 4158 instructions inline and 2148
+// split; 6.12 1836 inline and 2100 split.
 func (t *tracer) chooseFentrySplit() (split bool, why string) {
 	if len(t.targets) < splitMinTargets {
 		return false, fmt.Sprintf("inline handlers (%d functions: too few to measure the choice)", len(t.targets))
