@@ -837,7 +837,7 @@ struct hit {
 	u64 skb; /* the skb's address */
 	u64 desc, reason, loc;
 	u32 netns, ifindex, len;
-	u32 users; /* skb->users, read for a DESC_DYING function only */
+	u32 users; /* skb->users, read for DESC_DYING/QUIET functions only */
 	u32 encap; /* skb->encapsulation, read with TRACK_VALIDATE only */
 	u32 pad;
 };
