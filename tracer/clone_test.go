@@ -1,6 +1,7 @@
 package tracer
 
 import (
+	"errors"
 	"net/netip"
 	"os"
 	"slices"
@@ -172,4 +173,77 @@ func TestVerifierReason(t *testing.T) {
 			t.Errorf("verifierReason(%q) = %q, want %q", c.log, got, c.want)
 		}
 	}
+}
+
+// TestReleaseTemplates checks that a run's objects still do what the trace
+// needs (the stop flag, the globals) once the templates are released, that
+// every kind of load then fails with errReleased instead of loading, and
+// that the process parses the objects again for the next run.
+func TestReleaseTemplates(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("TestReleaseTemplates: SKIPPED, needs root to load BPF programs")
+	}
+	scan, err := btfscan.Scan(btfscan.Options{CORETypes: CORETypes, Kfuncs: Kfuncs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := newObjectsFor(bpf.Tracepoint, filter.Any(), nil, true, true, btf.NewCache(), scan.CORE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	before, err := o.loadClone("tp_skb1", "net_dev_queue", "", descriptor(1, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer before.Close()
+	o.releaseTemplates()
+	parsed.mu.Lock()
+	kept := len(parsed.specs)
+	parsed.mu.Unlock()
+	if kept != 0 {
+		t.Errorf("parsed objects kept after releaseTemplates: %d groups", kept)
+	}
+	for _, load := range []struct {
+		name string
+		load func() (*ebpf.Program, error)
+	}{
+		{"raw clone", func() (*ebpf.Program, error) {
+			return o.loadClone("tp_skb1", "net_dev_queue", "", descriptor(1, 0))
+		}},
+		{"cilium/ebpf clone", func() (*ebpf.Program, error) {
+			return o.loadProgram("tp_skb1", "net_dev_queue", false, descriptor(1, 0), true)
+		}},
+		{"shared program", func() (*ebpf.Program, error) { return o.sharedProgram("tp_kfree_skb") }},
+		{"another group", func() (*ebpf.Program, error) {
+			return o.loadProgram("kprobe_multi_skb_any", "", false, 0, false)
+		}},
+	} {
+		p, err := load.load()
+		if !errors.Is(err, errReleased) {
+			if p != nil {
+				p.Close()
+			}
+			t.Errorf("%s after release: %v, want %v", load.name, err, errReleased)
+		}
+	}
+	for _, on := range []bool{true, false} {
+		if err := o.setDisabled(on); err != nil {
+			t.Fatalf("setDisabled(%v) after release: %v", on, err)
+		}
+	}
+	if _, err := o.readGlobal("track_live"); err != nil {
+		t.Errorf("readGlobal after release: %v", err)
+	}
+	// The next run's objects parse the object again.
+	o2, err := newObjectsFor(bpf.Tracepoint, filter.Any(), nil, true, true, btf.NewCache(), scan.CORE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o2.Close()
+	p, err := o2.loadClone("tp_skb1", "net_dev_queue", "", descriptor(1, 0))
+	if err != nil {
+		t.Fatalf("load after another run's release: %v", err)
+	}
+	p.Close()
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -61,6 +62,7 @@ type objects struct {
 	progs  map[string]*ebpf.Program // shared programs, by template (sharedProgram)
 
 	rawMu       sync.Mutex
+	released    atomic.Bool             // releaseTemplates was called: no more loads
 	raw         map[string]*rawTemplate // per-function templates marshalled for cloning (loadClone); nil entry: not possible
 	rawFailed   int                     // clones whose raw template could not be built, loaded by loadProgram
 	rawFirstErr error                   // the first of them
@@ -169,7 +171,13 @@ func (o *objects) group(g bpf.Group) (*group, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if gr, ok := o.groups[g]; ok {
+		if o.released.Load() {
+			return nil, errReleased
+		}
 		return gr, nil
+	}
+	if o.released.Load() {
+		return nil, errReleased
 	}
 	spec, err := groupSpec(g)
 	if err != nil {
@@ -222,6 +230,31 @@ func (o *objects) group(g bpf.Group) (*group, error) {
 type group struct {
 	spec *ebpf.CollectionSpec
 	maps map[string]*ebpf.Map
+}
+
+// errReleased is the error of a load after releaseTemplates.
+var errReleased = errors.New("program templates already released")
+
+// releaseTemplates drops what only loads need: the groups' programs and
+// types, the raw templates, and the process's parsed objects. The run
+// calls it once every program is loaded and attached; what stays (the
+// maps, the globals' offsets) is what the trace needs. Any later load
+// fails with errReleased.
+func (o *objects) releaseTemplates() {
+	o.released.Store(true)
+	o.mu.Lock()
+	for _, gr := range o.groups {
+		gr.spec.Programs = nil
+		gr.spec.Types = nil
+	}
+	o.mu.Unlock()
+	o.rawMu.Lock()
+	for _, rt := range o.raw {
+		rt.close()
+	}
+	o.raw = nil
+	o.rawMu.Unlock()
+	forgetParsed()
 }
 
 // Close releases the maps and the shared programs. Links keep their own

@@ -161,6 +161,12 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("attach: nothing could be attached (%s)", att.summary())
 	}
 	t.attachHelpers(att)
+	// Nothing is loaded from here on. The parsed objects were most of
+	// what stayed live: in the 6.12 VM (fentry --auto), 4.4 of the 5.4 MB
+	// live at the ready file. Releasing them took the heap in use there
+	// from 9.9 to 4.9 MB and the resident memory from 40.4 to 36.8 MB; and
+	// the garbage collector lets the heap grow to twice what is live.
+	objs.releaseTemplates()
 	// The attach leaves garbage (each clone's instructions, the scan's
 	// reads) that the Go runtime would hand back to the kernel only over
 	// minutes; the trace's own memory then comes on top of it. Return it

@@ -2,6 +2,7 @@ package tracer
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -12,20 +13,20 @@ import (
 )
 
 // The parsed BPF objects and the kernel's BTF, shared by every load of a
-// process (the tracepoint backend creates its objects twice). Each program
+// process (the tracepoint backend creates its objects twice) until the run
+// has attached and forgets the objects (forgetParsed). Each program
 // group is parsed on first use only: a kprobe-multi run never parses the
 // fentry programs. Parsing in the background while scanning was tried: no
 // faster start-up under emulation, and a higher peak RSS (both BTF parses
 // live at once).
 
 var (
-	parsedGroups = func() map[bpf.Group]func() (*ebpf.CollectionSpec, error) {
-		m := make(map[bpf.Group]func() (*ebpf.CollectionSpec, error), len(bpf.Groups))
-		for _, g := range bpf.Groups {
-			m[g] = sync.OnceValues(func() (*ebpf.CollectionSpec, error) { return bpf.Load(g) })
-		}
-		return m
-	}()
+	// parsed holds each program group's object, parsed on first use, until
+	// forgetParsed.
+	parsed struct {
+		mu    sync.Mutex
+		specs map[bpf.Group]*ebpf.CollectionSpec
+	}
 	// The kernel's BTF, parsed by the first load that needs it (with the
 	// scan's CO-RE types, only fentry and tp_btf loads do).
 	sharedBTF = sync.OnceValue(btf.NewCache)
@@ -51,15 +52,33 @@ func firstGroup(backend string) bpf.Group {
 // change (constants, instructions): the parse stays pristine. A copy costs
 // about 1/20 of a parse.
 func groupSpec(g bpf.Group) (*ebpf.CollectionSpec, error) {
-	parse, ok := parsedGroups[g]
-	if !ok {
+	if !slices.Contains(bpf.Groups, g) {
 		return nil, fmt.Errorf("no BPF program group %v", g)
 	}
-	spec, err := parse()
-	if err != nil {
-		return nil, fmt.Errorf("load BPF object (%v programs): %w", g, err)
+	parsed.mu.Lock()
+	defer parsed.mu.Unlock()
+	spec := parsed.specs[g]
+	if spec == nil {
+		var err error
+		if spec, err = bpf.Load(g); err != nil {
+			return nil, fmt.Errorf("load BPF object (%v programs): %w", g, err)
+		}
+		if parsed.specs == nil {
+			parsed.specs = make(map[bpf.Group]*ebpf.CollectionSpec, len(bpf.Groups))
+		}
+		parsed.specs[g] = spec
 	}
 	return spec.Copy(), nil
+}
+
+// forgetParsed drops the parsed objects. A run calls it once it has loaded
+// all its programs: the fentry object alone is ~3 MB of Go heap once
+// parsed, and the garbage collector lets the heap grow to twice what is
+// live. A later groupSpec parses again.
+func forgetParsed() {
+	parsed.mu.Lock()
+	parsed.specs = nil
+	parsed.mu.Unlock()
 }
 
 // templateGroup returns the group of the program template name.
