@@ -126,9 +126,10 @@ bench: build
 PROGSTATS_BINS    ?= $(CURDIR)/bin/ipftrace
 PROGSTATS_BACKEND ?= kprobe-multi
 PROGSTATS_KERNEL  ?= 6.12
+PROGSTATS_REGEX   ?=
 progstats: build bin/vm
 	$(GO) build -o bin/progstats ./test/progstats
-	./bin/vm -kernel $(PROGSTATS_KERNEL) -timeout 30m -e PROGSTATS=$(CURDIR)/bin/progstats -- ./test/progstats.sh -b $(PROGSTATS_BACKEND) $(PROGSTATS_BINS)
+	./bin/vm -kernel $(PROGSTATS_KERNEL) -timeout 30m -e PROGSTATS=$(CURDIR)/bin/progstats -- ./test/progstats.sh -b $(PROGSTATS_BACKEND) $(if $(PROGSTATS_REGEX),-r '$(PROGSTATS_REGEX)') $(PROGSTATS_BINS)
 
 # Debian packages the build, the tests and the VM matrix need.
 deps:

@@ -6,20 +6,26 @@
 # print the average run time per program hit. Compare binaries in one run
 # (one VM boot): the ratio is what carries over, not the nanoseconds.
 #
-#   test/progstats.sh [-b BACKEND] [-c COUNT] BINARY...
+#   test/progstats.sh [-b BACKEND] [-c COUNT] [-r REGEX] BINARY...
+# -r traces only the functions REGEX matches (ipftrace -r): with fentry,
+# whose detach takes ~150 ms per function under emulation, a few dozen
+# functions on the ping's path give the per-hit cost in seconds.
 # PROGSTATS: a built test/progstats (else it is built with go).
 # `make progstats` runs it in the 6.12 VM with bin/ipftrace.
 set -euo pipefail
-backend=auto count=2000
-while getopts b:c: o; do
+backend=auto count=2000 regex=
+while getopts b:c:r: o; do
 	case $o in
 	b) backend=$OPTARG ;;
 	c) count=$OPTARG ;;
+	r) regex=$OPTARG ;;
 	*) exit 2 ;;
 	esac
 done
 shift $((OPTIND - 1))
-[ $# -gt 0 ] || { echo "usage: $0 [-b BACKEND] [-c COUNT] BINARY..." >&2; exit 2; }
+[ $# -gt 0 ] || { echo "usage: $0 [-b BACKEND] [-c COUNT] [-r REGEX] BINARY..." >&2; exit 2; }
+only=()
+[ -z "$regex" ] || only=(-r "$regex")
 here=$(cd "$(dirname "$0")" && pwd)
 stats=${PROGSTATS:-}
 if [ -z "$stats" ]; then
@@ -49,7 +55,7 @@ for bin in "$@"; do
 	for case in nomatch:10.200.200.200 match:10.0.0.2; do
 		rm -f "$tmp/ready"
 		last=$("$stats" -last)
-		"$bin" --auto -b "$backend" -d "${case#*:}" -o json --ready-file "$tmp/ready" >/dev/null 2>"$tmp/err" &
+		"$bin" --auto "${only[@]}" -b "$backend" -d "${case#*:}" -o json --ready-file "$tmp/ready" >/dev/null 2>"$tmp/err" &
 		pid=$!
 		while [ ! -e "$tmp/ready" ]; do
 			kill -0 $pid 2>/dev/null || { cat "$tmp/err" >&2; exit 1; }
