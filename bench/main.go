@@ -48,6 +48,7 @@ type bench struct {
 	verbose  bool
 
 	idleFor       time.Duration
+	settleMax     time.Duration // how long to wait for idle CPUs before a base ping (settle)
 	attachTimeout time.Duration
 	pingTimeout   time.Duration
 	goneTimeout   time.Duration
@@ -82,6 +83,7 @@ func run() int {
 		out      = flag.String("out", "bench-results.txt", "append the tables to this file (\"\" for none)")
 		ipft     = flag.String("ipftrace", "bin/ipftrace", "the ipftrace binary")
 		idle     = flag.Duration("idle", 5*time.Second, "idle CPU is measured over this long, with no traffic")
+		settleTO = flag.Duration("settle", time.Minute, "before each base ping, wait up to this long for the CPUs to be 90% idle over 500 ms (0: do not wait)")
 		goneTO   = flag.Duration("gone-timeout", 30*time.Minute, "how long to wait for ipftrace to exit and for its links to be gone")
 		attachTO = flag.Duration("attach-timeout", 20*time.Minute, "how long to wait for the ready file")
 		pingTO   = flag.Duration("ping-timeout", 30*time.Minute, "how long to wait for ping")
@@ -115,7 +117,7 @@ func run() int {
 	defer cancel()
 	b := &bench{
 		ctx: ctx, ipftrace: *ipft, count: *count, reps: *reps, floor: *floor, keep: *keep, verbose: *verbose,
-		idleFor: *idle, attachTimeout: *attachTO, pingTimeout: *pingTO, goneTimeout: *goneTO,
+		idleFor: *idle, settleMax: *settleTO, attachTimeout: *attachTO, pingTimeout: *pingTO, goneTimeout: *goneTO,
 	}
 	sigc := make(chan os.Signal, 1)
 	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM)

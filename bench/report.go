@@ -45,6 +45,23 @@ func (r *results) note(format string, args ...any) {
 
 func secs(d time.Duration) float64 { return d.Seconds() }
 
+// settleBefore waits for idle CPUs before the base ping named what
+// (settle), records how long, and notes a wait that ran out.
+func (b *bench) settleBefore(r *results, what string) {
+	if b.settleMax <= 0 {
+		return
+	}
+	waited, ok, err := settle(b.ctx, b.settleMax)
+	if err != nil {
+		r.note("%s: waiting for idle CPUs: %v", what, err)
+		return
+	}
+	r.add("settle."+what, secs(waited))
+	if !ok {
+		r.note("%s: the CPUs were still busy after %.0f s; pinged anyway", what, secs(waited))
+	}
+}
+
 // runBackend runs every case reps times for one backend, interleaved (base,
 // nomatch, match, floor, base-after per repetition) so that slow drift of a
 // noisy host affects all cases alike.
@@ -59,6 +76,7 @@ func (b *bench) runBackend(backend string, all []target) (*results, error) {
 			return r, b.ctx.Err()
 		}
 		// base
+		b.settleBefore(r, "base")
 		p, err := b.ping()
 		if err != nil {
 			return r, fmt.Errorf("base: %w", err)
@@ -118,6 +136,7 @@ func (b *bench) runBackend(backend string, all []target) (*results, error) {
 		}
 
 		// base-after: everything detached (waited for above)
+		b.settleBefore(r, "base-after")
 		p, err = b.ping()
 		if err != nil {
 			return r, fmt.Errorf("base-after: %w", err)
@@ -240,6 +259,8 @@ var rows = []row{
 	{"ping.match", "ping match (ms)", "%.0f", true, "ping.floor"},
 	{"ping.floor", "ping floor, empty prog (ms)", "%.0f", true, ""},
 	{"ping.after", "ping base-after (ms)", "%.0f", true, ""},
+	{"settle.base", "wait for idle CPUs before base (s)", "%.1f", false, ""},
+	{"settle.base-after", "wait for idle CPUs before base-after (s)", "%.1f", false, ""},
 	{"attach.fresh", "attach, fresh scan, start→ready (s)", "%.3f", false, "floor.attach"},
 	{"attach", "attach, cached scan, start→ready (s)", "%.3f", false, "floor.attach"},
 	{"attached", "functions attached", "%.0f", false, "floor.attached"},
