@@ -170,14 +170,11 @@ func prepare(spec *ebpf.CollectionSpec, cast bool) {
 func (o *objects) group(g bpf.Group) (*group, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if gr, ok := o.groups[g]; ok {
-		if o.released.Load() {
-			return nil, errReleased
-		}
-		return gr, nil
-	}
 	if o.released.Load() {
 		return nil, errReleased
+	}
+	if gr, ok := o.groups[g]; ok {
+		return gr, nil
 	}
 	spec, err := groupSpec(g)
 	if err != nil {
