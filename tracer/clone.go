@@ -91,9 +91,6 @@ var _ [unsafe.Sizeof(progLoadAttr{}) - progLoadAttrKnownBytes]struct{}
 func (o *objects) rawTemplate(template string) (*rawTemplate, error) {
 	o.rawMu.Lock()
 	defer o.rawMu.Unlock()
-	if o.released.Load() {
-		return nil, errReleased
-	}
 	if rt, ok := o.raw[template]; ok {
 		return rt, nil
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"sync"
-	"sync/atomic"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -55,6 +54,7 @@ type objects struct {
 	btfMu    sync.RWMutex  // held exclusively by loads that read module BTF (see loadProgram)
 	mu       sync.Mutex
 	groups   map[bpf.Group]*group // prepared program groups, by first use
+	released bool                 // under mu: releaseTemplates was called, no more loads (group)
 
 	fill asm.Instructions // body of fill_data from the -m modules; nil: the compiled stub
 
@@ -62,7 +62,6 @@ type objects struct {
 	progs  map[string]*ebpf.Program // shared programs, by template (sharedProgram)
 
 	rawMu       sync.Mutex
-	released    atomic.Bool             // releaseTemplates was called: no more loads
 	raw         map[string]*rawTemplate // per-function templates marshalled for cloning (loadClone); nil entry: not possible
 	rawFailed   int                     // clones whose raw template could not be built, loaded by loadProgram
 	rawFirstErr error                   // the first of them
@@ -170,7 +169,7 @@ func prepare(spec *ebpf.CollectionSpec, cast bool) {
 func (o *objects) group(g bpf.Group) (*group, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.released.Load() {
+	if o.released {
 		return nil, errReleased
 	}
 	if gr, ok := o.groups[g]; ok {
@@ -236,10 +235,11 @@ var errReleased = errors.New("program templates already released")
 // types, the raw templates, and the process's parsed objects. The run
 // calls it once every program is loaded and attached; what stays (the
 // maps, the globals' offsets) is what the trace needs. Any later load
-// fails with errReleased.
+// fails with errReleased: every load, raw template or not, passes through
+// group.
 func (o *objects) releaseTemplates() {
-	o.released.Store(true)
 	o.mu.Lock()
+	o.released = true
 	for _, gr := range o.groups {
 		gr.spec.Programs = nil
 		gr.spec.Types = nil
