@@ -66,7 +66,7 @@ func FuzzParseRaw(f *testing.F) {
 				}
 				continue
 			}
-			s := scanner{funcs: map[string]funcCands{}, tps: map[string]Tracepoint{}}
+			s := scanner{funcs: map[string]*funcCands{}, tps: map[string]Tracepoint{}}
 			s.walk(sp, "m")
 			s.resolve(12, traceLists{})
 			for _, id := range s.dropEnums {

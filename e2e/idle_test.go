@@ -82,3 +82,29 @@ func contextSwitches(t *testing.T, pid int) int {
 	}
 	return n
 }
+
+// TestNoHugePages: ipftrace runs with transparent huge pages off
+// (PR_SET_THP_DISABLE), so that a kernel that backs anonymous memory with
+// huge pages wherever it can does not keep the Go heap's freed pages
+// resident in 2 MiB pages (issue 6's peak RSS).
+func TestNoHugePages(t *testing.T) {
+	newNetPair(t)
+	tr := startTracer(t, tracerArgs(t, "-o", "json", "-p", "icmp", "-s", addrA, "-d", addrB)...)
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(tr.cmd.Process.Pid), "status"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, ok := "", false
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok = strings.CutPrefix(line, "THP_enabled:"); ok {
+			break
+		}
+	}
+	tr.stop()
+	if !ok {
+		t.Skip("TestNoHugePages: SKIPPED, /proc/PID/status has no THP_enabled (Linux before 5.0)")
+	}
+	if v = strings.TrimSpace(v); v != "0" {
+		t.Errorf("ipftrace runs with THP_enabled %s, want 0 (PR_SET_THP_DISABLE)", v)
+	}
+}

@@ -187,7 +187,7 @@ func TestReleaseTemplates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o, err := newObjectsFor(bpf.Tracepoint, filter.Any(), nil, true, true, btf.NewCache(), scan.CORE)
+	o, err := newObjectsFor(bpf.Tracepoint, filter.Any(), nil, true, true, sharedBTF(), scan.CORE)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,11 +198,14 @@ func TestReleaseTemplates(t *testing.T) {
 	}
 	defer before.Close()
 	o.releaseTemplates()
-	parsed.mu.Lock()
-	kept := len(parsed.specs)
-	parsed.mu.Unlock()
+	shared.mu.Lock()
+	kept, kernel := len(shared.specs), shared.btf
+	shared.mu.Unlock()
 	if kept != 0 {
 		t.Errorf("parsed objects kept after releaseTemplates: %d groups", kept)
+	}
+	if kernel != nil || o.cache != nil {
+		t.Errorf("kernel BTF kept after releaseTemplates: process cache %p, objects' %p", kernel, o.cache)
 	}
 	for _, load := range []struct {
 		name string
@@ -235,8 +238,8 @@ func TestReleaseTemplates(t *testing.T) {
 	if _, err := o.readGlobal("track_live"); err != nil {
 		t.Errorf("readGlobal after release: %v", err)
 	}
-	// The next run's objects parse the object again.
-	o2, err := newObjectsFor(bpf.Tracepoint, filter.Any(), nil, true, true, btf.NewCache(), scan.CORE)
+	// The next run's objects parse the object and the kernel's BTF again.
+	o2, err := newObjectsFor(bpf.Tracepoint, filter.Any(), nil, true, true, sharedBTF(), scan.CORE)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -232,14 +232,15 @@ type group struct {
 var errReleased = errors.New("program templates already released")
 
 // releaseTemplates drops what only loads need: the groups' programs and
-// types, the raw templates, and the process's parsed objects. The run
-// calls it once every program is loaded and attached; what stays (the
-// maps, the globals' offsets) is what the trace needs. Any later load
-// fails with errReleased: every load, raw template or not, passes through
-// group.
+// types, the raw templates, the kernel's BTF, and the process's parsed
+// objects. The run calls it once every program is loaded and attached;
+// what stays (the maps, the globals' offsets) is what the trace needs. Any
+// later load fails with errReleased: every load, raw template or not,
+// passes through group, and reads o.cache only after it.
 func (o *objects) releaseTemplates() {
 	o.mu.Lock()
 	o.released = true
+	o.cache = nil
 	for _, gr := range o.groups {
 		gr.spec.Programs = nil
 		gr.spec.Types = nil
@@ -251,7 +252,7 @@ func (o *objects) releaseTemplates() {
 	}
 	o.raw = nil
 	o.rawMu.Unlock()
-	forgetParsed()
+	forgetShared()
 }
 
 // Close releases the maps and the shared programs. Links keep their own

@@ -14,23 +14,30 @@ import (
 
 // The parsed BPF objects and the kernel's BTF, shared by every load of a
 // process (the tracepoint backend creates its objects twice) until the run
-// has attached and forgets the objects (forgetParsed). Each program
-// group is parsed on first use only: a kprobe-multi run never parses the
-// fentry programs. Parsing in the background while scanning was tried: no
-// faster start-up under emulation, and a higher peak RSS (both BTF parses
-// live at once).
+// has attached and forgets both (forgetShared). Each program group is
+// parsed on first use only: a kprobe-multi run never parses the fentry
+// programs. Parsing in the background while scanning was tried: no faster
+// start-up under emulation, and a higher peak RSS (both BTF parses live at
+// once).
 
-var (
-	// parsed holds each program group's object, parsed on first use, until
-	// forgetParsed.
-	parsed struct {
-		mu    sync.Mutex
-		specs map[bpf.Group]*ebpf.CollectionSpec
+// shared holds what every load of the process shares, until forgetShared.
+var shared struct {
+	mu    sync.Mutex
+	specs map[bpf.Group]*ebpf.CollectionSpec // each program group's object, parsed on first use
+	btf   *btf.Cache                         // the kernel's BTF, parsed by the first load that needs it
+}
+
+// sharedBTF returns the process's cache of the kernel's BTF (with the
+// scan's CO-RE types, only fentry and tp_btf loads parse it), a new one
+// after forgetShared.
+func sharedBTF() *btf.Cache {
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if shared.btf == nil {
+		shared.btf = btf.NewCache()
 	}
-	// The kernel's BTF, parsed by the first load that needs it (with the
-	// scan's CO-RE types, only fentry and tp_btf loads do).
-	sharedBTF = sync.OnceValue(btf.NewCache)
-)
+	return shared.btf
+}
 
 // firstGroup returns the group of the programs a run with the given
 // --backend loads first, whose object the maps and globals are then
@@ -55,30 +62,33 @@ func groupSpec(g bpf.Group) (*ebpf.CollectionSpec, error) {
 	if !slices.Contains(bpf.Groups, g) {
 		return nil, fmt.Errorf("no BPF program group %v", g)
 	}
-	parsed.mu.Lock()
-	defer parsed.mu.Unlock()
-	spec := parsed.specs[g]
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	spec := shared.specs[g]
 	if spec == nil {
 		var err error
 		if spec, err = bpf.Load(g); err != nil {
 			return nil, fmt.Errorf("load BPF object (%v programs): %w", g, err)
 		}
-		if parsed.specs == nil {
-			parsed.specs = make(map[bpf.Group]*ebpf.CollectionSpec, len(bpf.Groups))
+		if shared.specs == nil {
+			shared.specs = make(map[bpf.Group]*ebpf.CollectionSpec, len(bpf.Groups))
 		}
-		parsed.specs[g] = spec
+		shared.specs[g] = spec
 	}
 	return spec.Copy(), nil
 }
 
-// forgetParsed drops the parsed objects. A run calls it once it has loaded
-// all its programs: the fentry object alone is ~3 MB of Go heap once
-// parsed, and the garbage collector lets the heap grow to twice what is
-// live. A later groupSpec parses again.
-func forgetParsed() {
-	parsed.mu.Lock()
-	parsed.specs = nil
-	parsed.mu.Unlock()
+// forgetShared drops the parsed objects and the kernel's BTF. A run calls
+// it once it has loaded all its programs: in a 6.1 VM (fentry --auto) the
+// kernel's BTF was ~11 MB of live heap during the whole trace (the raw
+// bytes, read rather than mapped before Linux 6.16, and the types the
+// loads decoded), the fentry object ~3 MB; and the garbage collector lets
+// the heap grow to twice what is live. Later loads parse both again.
+func forgetShared() {
+	shared.mu.Lock()
+	shared.specs = nil
+	shared.btf = nil
+	shared.mu.Unlock()
 }
 
 // templateGroup returns the group of the program template name.
