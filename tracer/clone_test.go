@@ -3,7 +3,6 @@ package tracer
 import (
 	"errors"
 	"net/netip"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -24,13 +23,8 @@ import (
 // same number of verified instructions, the same name and type. The
 // fentry templates, which this host cannot load, must build too.
 func TestRawClone(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("TestRawClone: SKIPPED, needs root to load BPF programs")
-	}
-	scan, err := btfscan.Scan(btfscan.Options{CORETypes: CORETypes, Kfuncs: Kfuncs})
-	if err != nil {
-		t.Fatal(err)
-	}
+	requireRoot(t)
+	scan := coreScan(t)
 	daddr := filter.Any()
 	daddr.Daddr = netip.MustParsePrefix("10.0.0.2/32")
 	kernel, err := btf.LoadKernelSpec()
@@ -180,13 +174,8 @@ func TestVerifierReason(t *testing.T) {
 // every kind of load then fails with errReleased instead of loading, and
 // that the process parses the objects again for the next run.
 func TestReleaseTemplates(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("TestReleaseTemplates: SKIPPED, needs root to load BPF programs")
-	}
-	scan, err := btfscan.Scan(btfscan.Options{CORETypes: CORETypes, Kfuncs: Kfuncs})
-	if err != nil {
-		t.Fatal(err)
-	}
+	requireRoot(t)
+	scan := coreScan(t)
 	o, err := newObjectsFor(bpf.Tracepoint, filter.Any(), nil, true, true, sharedBTF(), scan.CORE)
 	if err != nil {
 		t.Fatal(err)

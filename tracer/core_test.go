@@ -21,10 +21,7 @@ func TestCORE(t *testing.T) {
 	if _, err := os.Stat(btfscan.DefaultBTFPath); err != nil {
 		t.Skipf("SKIP: no kernel BTF at %s: %v", btfscan.DefaultBTFPath, err)
 	}
-	res, err := btfscan.Scan(btfscan.Options{CORETypes: CORETypes, Kfuncs: Kfuncs})
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := coreScan(t)
 	if res.CORE == nil {
 		t.Fatal("scan has no CO-RE types")
 	}

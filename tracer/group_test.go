@@ -3,7 +3,6 @@ package tracer
 import (
 	"bytes"
 	"net/netip"
-	"os"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -17,9 +16,7 @@ import (
 // holds the same value for every constant as the maps' object's, although
 // clang lays .rodata out differently in each object.
 func TestGroupConstants(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("TestGroupConstants: SKIPPED, needs root to create BPF maps")
-	}
+	requireRoot(t)
 	f := filter.Filter{
 		Daddr: netip.MustParsePrefix("10.0.0.2/32"),
 		Proto: 17,

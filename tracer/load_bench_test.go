@@ -3,7 +3,6 @@ package tracer
 import (
 	"errors"
 	"net/netip"
-	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -23,14 +22,9 @@ import (
 // backends
 // (fentry itself cannot load on every host). Needs root.
 func BenchmarkLoadClone(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("BenchmarkLoadClone: needs root to load BPF programs")
-	}
+	requireRoot(b)
 	// As a run loads them: relocated against the scan's CO-RE types.
-	scan, err := btfscan.Scan(btfscan.Options{CORETypes: CORETypes, Kfuncs: Kfuncs})
-	if err != nil {
-		b.Fatal(err)
-	}
+	scan := coreScan(b)
 	daddr := filter.Any()
 	daddr.Daddr = netip.MustParsePrefix("10.0.0.2/32")
 	for _, c := range []struct {
