@@ -80,8 +80,8 @@ func groupSpec(g bpf.Group) (*ebpf.CollectionSpec, error) {
 
 // forgetShared drops the parsed objects and the kernel's BTF. A run calls
 // it once it has loaded all its programs: in a 6.1 VM (fentry --auto) the
-// kernel's BTF was ~11 MB of live heap during the whole trace (the raw
-// bytes, read rather than mapped before Linux 6.16, and the types the
+// kernel's BTF was ~11 MB of live heap during the whole trace (its raw
+// bytes, read where the kernel cannot map the file, and the types the
 // loads decoded), the fentry object ~3 MB; and the garbage collector lets
 // the heap grow to twice what is live. Later loads parse both again.
 func forgetShared() {
