@@ -88,7 +88,6 @@ func contextSwitches(t *testing.T, pid int) int {
 // huge pages wherever it can does not keep the Go heap's freed pages
 // resident in 2 MiB pages (issue 6's peak RSS).
 func TestNoHugePages(t *testing.T) {
-	newNetPair(t)
 	tr := startTracer(t, tracerArgs(t, "-o", "json", "-p", "icmp", "-s", addrA, "-d", addrB)...)
 	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(tr.cmd.Process.Pid), "status"))
 	if err != nil {

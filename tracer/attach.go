@@ -371,24 +371,16 @@ var errNoSymbol = fmt.Errorf("no symbol of this name in kallsyms: %w", unix.ENOE
 // to attach and another to detach. If the kernel refuses a set, it is split
 // in halves until the functions it refuses are found and skipped.
 func (t *tracer) attachKprobeMulti(ctx context.Context, a *attachment, p *progress) error {
-	// With addresses from the scan, a function without one has no symbol of
-	// its name (only compiler clones such as validate_xmit_skb.isra.0, whose
-	// arguments may differ from its BTF): by name, the kernel would refuse
-	// it as well.
-	byAddr := slices.ContainsFunc(t.targets, func(tg Target) bool { return tg.Addr != 0 })
 	sets := make([][]int, multiOwnProgs+1) // by program: positions 1..3, then the rest
+	byAddr := t.multiByAddr()
 	for id, tg := range t.targets {
-		switch {
-		case !reaches(BackendKprobeMulti, tg):
-			a.addSkip(tg.Name, errPosition)
+		i, err := multiSet(tg, byAddr)
+		if err != nil {
+			a.addSkip(tg.Name, err)
 			p.step()
-		case byAddr && tg.Addr == 0:
-			a.addSkip(tg.Name, errNoSymbol)
-			p.step()
-		default:
-			i := min(tg.slot(), multiOwnProgs+1) - 1
-			sets[i] = append(sets[i], id)
+			continue
 		}
+		sets[i] = append(sets[i], id)
 	}
 	for i, ids := range sets {
 		if len(ids) == 0 {
@@ -403,6 +395,78 @@ func (t *tracer) attachKprobeMulti(ctx context.Context, a *attachment, p *progre
 		}
 	}
 	return nil
+}
+
+// multiByAddr reports whether the kprobe-multi links name functions by
+// address: when the scan read them from kallsyms. A function without one
+// then has no symbol of its name (only compiler clones such as
+// validate_xmit_skb.isra.0, whose arguments may differ from its BTF): by
+// name, the kernel would refuse it as well.
+func (t *tracer) multiByAddr() bool {
+	return slices.ContainsFunc(t.targets, func(tg Target) bool { return tg.Addr != 0 })
+}
+
+// multiSet returns the index of the kprobe-multi program (and link) that
+// attaches tg, the skb position less one with the last shared by the
+// positions from multiOwnProgs+1 on, or why tg cannot be attached.
+func multiSet(tg Target, byAddr bool) (int, error) {
+	switch {
+	case !reaches(BackendKprobeMulti, tg):
+		return 0, errPosition
+	case byAddr && tg.Addr == 0:
+		return 0, errNoSymbol
+	}
+	return min(tg.slot(), multiOwnProgs+1) - 1, nil
+}
+
+// preloadShared starts loading, in the background, the shared programs the
+// attach will take (see objects.preload).
+func (t *tracer) preloadShared() {
+	if tmpls := t.sharedTemplates(); len(tmpls) > 0 {
+		t.objs.preload(tmpls)
+	}
+}
+
+// sharedTemplates returns the templates of the shared programs the kprobe
+// backends attach, in the order they take them: the targets' by skb
+// position, then the tracking helpers'. Other backends load a program per
+// function, in parallel already.
+func (t *tracer) sharedTemplates() []string {
+	multi := t.backend == BackendKprobeMulti
+	if !multi && t.backend != BackendKprobe {
+		return nil
+	}
+	var tmpls []string
+	add := func(name string) {
+		if !slices.Contains(tmpls, name) {
+			tmpls = append(tmpls, name)
+		}
+	}
+	byAddr := t.multiByAddr()
+	for _, tg := range t.targets {
+		switch {
+		case !multi && reaches(BackendKprobe, tg):
+			add(kprobeTemplate(false, tg.slot()))
+		case multi:
+			if i, err := multiSet(tg, byAddr); err == nil {
+				add(kprobeTemplate(true, i+1))
+			}
+		}
+	}
+	for _, h := range t.helpers {
+		if h.kind == helperForget {
+			add(kprobeTemplate(multi, 1))
+			continue
+		}
+		if multi {
+			add("kprobe_multi_clone")
+			add("kretprobe_multi_clone")
+		} else {
+			add("kprobe_clone")
+			add("kretprobe_clone")
+		}
+	}
+	return tmpls
 }
 
 func (t *tracer) attachMultiSet(ctx context.Context, prog *ebpf.Program, ids []int, a *attachment, p *progress) error {
@@ -472,7 +536,11 @@ func kprobeMulti(prog *ebpf.Program, syms []string, addrs, cookies []uint64, ret
 // cookie; the six per-position programs are shared by all functions.
 func (t *tracer) attachKprobes(ctx context.Context, a *attachment, p *progress) error {
 	progs := map[int]*ebpf.Program{}
-	for pos := 1; pos <= maxKprobeArg; pos++ {
+	for _, tg := range t.targets {
+		pos := tg.slot()
+		if _, ok := progs[pos]; ok || !reaches(BackendKprobe, tg) {
+			continue
+		}
 		prog, err := t.objs.kprobeProgram(false, pos)
 		if err != nil {
 			return fmt.Errorf("load kprobe program for skb position %d: %w", pos, err)

@@ -58,8 +58,10 @@ type objects struct {
 
 	fill asm.Instructions // body of fill_data from the -m modules; nil: the compiled stub
 
-	progMu sync.Mutex
-	progs  map[string]*ebpf.Program // shared programs, by template (sharedProgram)
+	progMu  sync.Mutex
+	progs   map[string]*ebpf.Program // shared programs, by template (sharedProgram)
+	loading map[string]*sharedLoad   // shared programs being loaded, by template
+	loads   sync.WaitGroup           // the loads of sharedProgram in flight (Close, releaseTemplates wait)
 
 	rawMu       sync.Mutex
 	raw         map[string]*rawTemplate // per-function templates marshalled for cloning (loadClone); nil entry: not possible
@@ -238,6 +240,7 @@ var errReleased = errors.New("program templates already released")
 // later load fails with errReleased: every load, raw template or not,
 // passes through group, and reads o.cache only after it.
 func (o *objects) releaseTemplates() {
+	o.loads.Wait()
 	o.mu.Lock()
 	o.released = true
 	o.cache = nil
@@ -258,6 +261,7 @@ func (o *objects) releaseTemplates() {
 // Close releases the maps and the shared programs. Links keep their own
 // references.
 func (o *objects) Close() {
+	o.loads.Wait()
 	o.progMu.Lock()
 	for _, p := range o.progs {
 		p.Close()
@@ -445,35 +449,113 @@ const multiOwnProgs = 3
 // kprobeProgram returns the kprobe or kprobe-multi program for skb position
 // pos. It is shared: see sharedProgram.
 func (o *objects) kprobeProgram(multi bool, pos int) (*ebpf.Program, error) {
-	name := fmt.Sprintf("kprobe_skb%d", pos)
+	return o.sharedProgram(kprobeTemplate(multi, pos))
+}
+
+// kprobeTemplate names the kprobe or kprobe-multi template for skb
+// position pos.
+func kprobeTemplate(multi bool, pos int) string {
 	switch {
 	case multi && pos <= multiOwnProgs:
-		name = fmt.Sprintf("kprobe_multi_skb%d", pos)
+		return fmt.Sprintf("kprobe_multi_skb%d", pos)
 	case multi:
-		name = "kprobe_multi_skb_any"
+		return "kprobe_multi_skb_any"
 	}
-	return o.sharedProgram(name)
+	return fmt.Sprintf("kprobe_skb%d", pos)
 }
 
 // sharedProgram returns the program of a template that takes everything
 // per function from the attach cookie (the kprobe templates), loaded on
 // first use: the backend probe, the targets and the tracking helpers all
-// attach the same program. Close closes it; callers must not.
+// attach the same program. A call for a template that is being loaded (see
+// preload) waits for that load. Close closes it; callers must not.
 func (o *objects) sharedProgram(template string) (*ebpf.Program, error) {
+	p, l, mine := o.claimShared(template)
+	if p != nil {
+		return p, nil
+	}
+	if mine {
+		o.loadShared(template, l)
+	}
+	<-l.done
+	return l.prog, l.err
+}
+
+// sharedLoad is a load of a shared program, in flight or queued.
+type sharedLoad struct {
+	done chan struct{} // closed when prog and err are set
+	prog *ebpf.Program
+	err  error
+}
+
+// claimShared returns template's shared program if it is loaded, else its
+// load: one in flight, or a new one that the caller must run (mine) with
+// loadShared.
+func (o *objects) claimShared(template string) (p *ebpf.Program, l *sharedLoad, mine bool) {
 	o.progMu.Lock()
 	defer o.progMu.Unlock()
 	if p, ok := o.progs[template]; ok {
-		return p, nil
+		return p, nil, false
 	}
-	p, err := o.loadProgram(template, "", false, 0, false)
-	if err != nil {
-		return nil, err
+	if l, ok := o.loading[template]; ok {
+		return nil, l, false
 	}
-	if o.progs == nil {
-		o.progs = map[string]*ebpf.Program{}
+	l = &sharedLoad{done: make(chan struct{})}
+	if o.loading == nil {
+		o.loading = map[string]*sharedLoad{}
 	}
-	o.progs[template] = p
-	return p, nil
+	o.loading[template] = l
+	o.loads.Add(1)
+	return nil, l, true
+}
+
+// loadShared runs a load claimShared returned. A failed load is not kept:
+// the next call tries again.
+func (o *objects) loadShared(template string, l *sharedLoad) {
+	defer o.loads.Done()
+	l.prog, l.err = o.loadProgram(template, "", false, 0, false)
+	o.progMu.Lock()
+	delete(o.loading, template)
+	if l.err == nil {
+		if o.progs == nil {
+			o.progs = map[string]*ebpf.Program{}
+		}
+		o.progs[template] = l.prog
+	}
+	o.progMu.Unlock()
+	close(l.done)
+}
+
+// preload starts loading the shared programs of templates in the
+// background, at most workers() at a time, in the order given; a
+// sharedProgram call for one of them waits for its load from the moment
+// preload returns. The attach takes them with sharedProgram, and reports
+// an error there. Each load is tens of milliseconds of verifier work under
+// emulation, and a kprobe-multi attach needs six of them: loaded one after
+// the other, between its link attaches, they kept all but one CPU idle.
+//
+// Close and releaseTemplates wait for the loads.
+func (o *objects) preload(templates []string) {
+	type queued struct {
+		template string
+		l        *sharedLoad
+	}
+	var queue []queued
+	for _, tmpl := range templates {
+		if _, l, mine := o.claimShared(tmpl); mine {
+			queue = append(queue, queued{tmpl, l})
+		}
+	}
+	go func() {
+		sem := make(chan struct{}, workers())
+		for _, q := range queue {
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem }()
+				o.loadShared(q.template, q.l)
+			}()
+		}
+	}()
 }
 
 // hasKfunc reports whether the kernel's BTF has the kfunc name (false if

@@ -108,6 +108,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if note := t.planHelpers(); cfg.Verbose {
 		t.verbosef("%s", note)
 	}
+	t.preloadShared()
 	if err := raiseFileLimit(fdsNeeded(len(t.targets) + len(t.helpers))); err != nil {
 		fmt.Fprintf(cfg.Stderr, "ipftrace: %v\n", err)
 	}
