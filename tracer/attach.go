@@ -533,7 +533,8 @@ func kprobeMulti(prog *ebpf.Program, syms []string, addrs, cookies []uint64, ret
 }
 
 // attachKprobes attaches one kprobe per function, with its descriptor as the
-// cookie; the six per-position programs are shared by all functions.
+// cookie; the per-position programs (only those of the positions the targets
+// have) are shared by all functions.
 func (t *tracer) attachKprobes(ctx context.Context, a *attachment, p *progress) error {
 	progs := map[int]*ebpf.Program{}
 	for _, tg := range t.targets {
