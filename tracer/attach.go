@@ -454,16 +454,8 @@ func (t *tracer) sharedTemplates() []string {
 		}
 	}
 	for _, h := range t.helpers {
-		if h.kind == helperForget {
-			add(kprobeTemplate(multi, 1))
-			continue
-		}
-		if multi {
-			add("kprobe_multi_clone")
-			add("kretprobe_multi_clone")
-		} else {
-			add("kprobe_clone")
-			add("kretprobe_clone")
+		for _, tmpl := range helperTemplates(h.kind, multi) {
+			add(tmpl)
 		}
 	}
 	return tmpls

@@ -145,6 +145,19 @@ type helper struct {
 	addr uint64 // its address (kallsyms), 0 if unknown
 }
 
+// helperTemplates returns the shared kprobe (multi: kprobe-multi) templates
+// a helper of kind attaches: the forget helpers' entry program, or the
+// clone helpers' entry and return programs, in that order.
+func helperTemplates(kind helperKind, multi bool) []string {
+	switch {
+	case kind == helperForget:
+		return []string{kprobeTemplate(multi, 1)}
+	case multi:
+		return []string{"kprobe_multi_clone", "kretprobe_multi_clone"}
+	}
+	return []string{"kprobe_clone", "kretprobe_clone"}
+}
+
 // planHelpers picks the tracking helpers for the chosen backend. It returns
 // a note for -v saying what tracking can and cannot do here.
 func (t *tracer) planHelpers() string {
@@ -240,14 +253,15 @@ func (t *tracer) attachMultiHelpers(a *attachment, fail func(string, error)) {
 			clones = append(clones, h)
 		}
 	}
+	forgetTmpl, cloneTmpls := helperTemplates(helperForget, true), helperTemplates(helperClone, true)
 	for _, set := range []struct {
 		template string
 		ret      bool
 		hs       []helper
 	}{
-		{"kprobe_multi_skb1", false, forget},
-		{"kprobe_multi_clone", false, clones},
-		{"kretprobe_multi_clone", true, clones},
+		{forgetTmpl[0], false, forget},
+		{cloneTmpls[0], false, clones},
+		{cloneTmpls[1], true, clones},
 	} {
 		if len(set.hs) == 0 {
 			continue
@@ -314,11 +328,7 @@ func (t *tracer) attachHelper(h helper, a *attachment) error {
 		a.addClone(l, prog)
 		return nil
 	case BackendKprobe:
-		tmpls := []string{"kprobe_skb1"}
-		if h.kind == helperClone {
-			tmpls = []string{"kprobe_clone", "kretprobe_clone"}
-		}
-		for i, tmpl := range tmpls {
+		for i, tmpl := range helperTemplates(h.kind, false) {
 			prog, err := t.objs.sharedProgram(tmpl)
 			if err != nil {
 				return err
