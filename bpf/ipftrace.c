@@ -552,7 +552,8 @@ static __always_inline int parse_l3(struct skb_hdrs *hd, struct tuple *t)
  * addresses at 56 and 72), so one probe read takes them all, as
  * skb_hdrs_probe does for the skb. The offsets are CO-RE constants: a
  * kernel with another layout gets a read per field (tracer's TestSockLayout
- * checks that the running kernel takes the single read). Reading every
+ * checks that the running kernel takes the single read; e2e
+ * TestTrackLocalSend runs the other through sk_each_field). Reading every
  * field before deciding, rather than in the branches, also spares the
  * verifier walks of the rest of the program (~500 instructions per fentry
  * load).
@@ -564,6 +565,13 @@ struct sk_fields {
 	u8 state;
 	u64 d6[2], s6[2];
 };
+
+/*
+ * A test hook, set only through IPFTRACE_TEST_SK_FIELDS (tracer): read field
+ * by field even where the single read would do, so that the e2e tests run
+ * the path a kernel with another sock_common layout takes.
+ */
+volatile const u8 sk_each_field;
 
 static __always_inline int sk_fields_read(struct sock *sk, struct sk_fields *f)
 {
@@ -582,7 +590,7 @@ static __always_inline int sk_fields_read(struct sock *sk, struct sk_fields *f)
 		u64 q[11];
 	} w;
 
-	if (sa == 4 && dp == 12 && nm == 14 && fa == 16 && st == 18 && !(d6 & 7) && d6 + 16 <= 88 &&
+	if (!sk_each_field && sa == 4 && dp == 12 && nm == 14 && fa == 16 && st == 18 && !(d6 & 7) && d6 + 16 <= 88 &&
 	    !(s6 & 7) && s6 + 16 <= 88) {
 		if (bpf_probe_read_kernel(&w, sizeof(w), (void *)sk + base) < 0)
 			return -1;

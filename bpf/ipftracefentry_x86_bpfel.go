@@ -75,6 +75,7 @@ const (
 	IpftraceFentryVarIpftDisabled         = "ipft_disabled"
 	IpftraceFentryVarIpftReaderIdle       = "ipft_reader_idle"
 	IpftraceFentryVarModulesOn            = "modules_on"
+	IpftraceFentryVarSkEachField          = "sk_each_field"
 	IpftraceFentryVarTrackEnabled         = "track_enabled"
 	IpftraceFentryVarTrackLive            = "track_live"
 	IpftraceFentryVarTrackValidate        = "track_validate"
@@ -195,6 +196,7 @@ type IpftraceFentryVariableSpecs struct {
 	IpftDisabled    *ebpf.VariableSpec `ebpf:"ipft_disabled"`
 	IpftReaderIdle  *ebpf.VariableSpec `ebpf:"ipft_reader_idle"`
 	ModulesOn       *ebpf.VariableSpec `ebpf:"modules_on"`
+	SkEachField     *ebpf.VariableSpec `ebpf:"sk_each_field"`
 	TrackEnabled    *ebpf.VariableSpec `ebpf:"track_enabled"`
 	TrackLive       *ebpf.VariableSpec `ebpf:"track_live"`
 	TrackValidate   *ebpf.VariableSpec `ebpf:"track_validate"`
@@ -259,6 +261,7 @@ type IpftraceFentryVariables struct {
 	IpftDisabled    *ebpf.Variable `ebpf:"ipft_disabled"`
 	IpftReaderIdle  *ebpf.Variable `ebpf:"ipft_reader_idle"`
 	ModulesOn       *ebpf.Variable `ebpf:"modules_on"`
+	SkEachField     *ebpf.Variable `ebpf:"sk_each_field"`
 	TrackEnabled    *ebpf.Variable `ebpf:"track_enabled"`
 	TrackLive       *ebpf.Variable `ebpf:"track_live"`
 	TrackValidate   *ebpf.Variable `ebpf:"track_validate"`

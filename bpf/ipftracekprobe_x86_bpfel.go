@@ -46,6 +46,7 @@ const (
 	IpftraceKprobeVarIpftDisabled    = "ipft_disabled"
 	IpftraceKprobeVarIpftReaderIdle  = "ipft_reader_idle"
 	IpftraceKprobeVarModulesOn       = "modules_on"
+	IpftraceKprobeVarSkEachField     = "sk_each_field"
 	IpftraceKprobeVarTrackEnabled    = "track_enabled"
 	IpftraceKprobeVarTrackLive       = "track_live"
 	IpftraceKprobeVarTrackValidate   = "track_validate"
@@ -137,6 +138,7 @@ type IpftraceKprobeVariableSpecs struct {
 	IpftDisabled    *ebpf.VariableSpec `ebpf:"ipft_disabled"`
 	IpftReaderIdle  *ebpf.VariableSpec `ebpf:"ipft_reader_idle"`
 	ModulesOn       *ebpf.VariableSpec `ebpf:"modules_on"`
+	SkEachField     *ebpf.VariableSpec `ebpf:"sk_each_field"`
 	TrackEnabled    *ebpf.VariableSpec `ebpf:"track_enabled"`
 	TrackLive       *ebpf.VariableSpec `ebpf:"track_live"`
 	TrackValidate   *ebpf.VariableSpec `ebpf:"track_validate"`
@@ -201,6 +203,7 @@ type IpftraceKprobeVariables struct {
 	IpftDisabled    *ebpf.Variable `ebpf:"ipft_disabled"`
 	IpftReaderIdle  *ebpf.Variable `ebpf:"ipft_reader_idle"`
 	ModulesOn       *ebpf.Variable `ebpf:"modules_on"`
+	SkEachField     *ebpf.Variable `ebpf:"sk_each_field"`
 	TrackEnabled    *ebpf.Variable `ebpf:"track_enabled"`
 	TrackLive       *ebpf.Variable `ebpf:"track_live"`
 	TrackValidate   *ebpf.Variable `ebpf:"track_validate"`

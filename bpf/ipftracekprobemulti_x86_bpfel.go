@@ -44,6 +44,7 @@ const (
 	IpftraceKprobeMultiVarIpftDisabled         = "ipft_disabled"
 	IpftraceKprobeMultiVarIpftReaderIdle       = "ipft_reader_idle"
 	IpftraceKprobeMultiVarModulesOn            = "modules_on"
+	IpftraceKprobeMultiVarSkEachField          = "sk_each_field"
 	IpftraceKprobeMultiVarTrackEnabled         = "track_enabled"
 	IpftraceKprobeMultiVarTrackLive            = "track_live"
 	IpftraceKprobeMultiVarTrackValidate        = "track_validate"
@@ -133,6 +134,7 @@ type IpftraceKprobeMultiVariableSpecs struct {
 	IpftDisabled    *ebpf.VariableSpec `ebpf:"ipft_disabled"`
 	IpftReaderIdle  *ebpf.VariableSpec `ebpf:"ipft_reader_idle"`
 	ModulesOn       *ebpf.VariableSpec `ebpf:"modules_on"`
+	SkEachField     *ebpf.VariableSpec `ebpf:"sk_each_field"`
 	TrackEnabled    *ebpf.VariableSpec `ebpf:"track_enabled"`
 	TrackLive       *ebpf.VariableSpec `ebpf:"track_live"`
 	TrackValidate   *ebpf.VariableSpec `ebpf:"track_validate"`
@@ -197,6 +199,7 @@ type IpftraceKprobeMultiVariables struct {
 	IpftDisabled    *ebpf.Variable `ebpf:"ipft_disabled"`
 	IpftReaderIdle  *ebpf.Variable `ebpf:"ipft_reader_idle"`
 	ModulesOn       *ebpf.Variable `ebpf:"modules_on"`
+	SkEachField     *ebpf.Variable `ebpf:"sk_each_field"`
 	TrackEnabled    *ebpf.Variable `ebpf:"track_enabled"`
 	TrackLive       *ebpf.Variable `ebpf:"track_live"`
 	TrackValidate   *ebpf.Variable `ebpf:"track_validate"`

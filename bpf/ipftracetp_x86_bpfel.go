@@ -74,6 +74,7 @@ const (
 	IpftraceTpVarIpftDisabled    = "ipft_disabled"
 	IpftraceTpVarIpftReaderIdle  = "ipft_reader_idle"
 	IpftraceTpVarModulesOn       = "modules_on"
+	IpftraceTpVarSkEachField     = "sk_each_field"
 	IpftraceTpVarTrackEnabled    = "track_enabled"
 	IpftraceTpVarTrackLive       = "track_live"
 	IpftraceTpVarTrackValidate   = "track_validate"
@@ -164,6 +165,7 @@ type IpftraceTpVariableSpecs struct {
 	IpftDisabled    *ebpf.VariableSpec `ebpf:"ipft_disabled"`
 	IpftReaderIdle  *ebpf.VariableSpec `ebpf:"ipft_reader_idle"`
 	ModulesOn       *ebpf.VariableSpec `ebpf:"modules_on"`
+	SkEachField     *ebpf.VariableSpec `ebpf:"sk_each_field"`
 	TrackEnabled    *ebpf.VariableSpec `ebpf:"track_enabled"`
 	TrackLive       *ebpf.VariableSpec `ebpf:"track_live"`
 	TrackValidate   *ebpf.VariableSpec `ebpf:"track_validate"`
@@ -228,6 +230,7 @@ type IpftraceTpVariables struct {
 	IpftDisabled    *ebpf.Variable `ebpf:"ipft_disabled"`
 	IpftReaderIdle  *ebpf.Variable `ebpf:"ipft_reader_idle"`
 	ModulesOn       *ebpf.Variable `ebpf:"modules_on"`
+	SkEachField     *ebpf.Variable `ebpf:"sk_each_field"`
 	TrackEnabled    *ebpf.Variable `ebpf:"track_enabled"`
 	TrackLive       *ebpf.Variable `ebpf:"track_live"`
 	TrackValidate   *ebpf.Variable `ebpf:"track_validate"`

@@ -296,7 +296,27 @@ func TestTrackTunnel(t *testing.T) {
 // tracepoint backend has one tracepoint above IP, tcp_sendmsg_locked,
 // which passes the unsent tail of the write queue: small writes held back
 // by Nagle's algorithm give it one.
+//
+// The flow above IP comes from parse_sk (bpf/ipftrace.c), which reads a
+// socket's fields in one probe read on every kernel we know and field by
+// field on a kernel with another struct sock_common layout. The second
+// subtest runs that path through the test hook IPFTRACE_TEST_SK_FIELDS.
 func TestTrackLocalSend(t *testing.T) {
+	for _, tt := range []struct{ name, hook string }{
+		{"one read", ""},
+		{"field by field", "each"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv(skFieldsEnv, tt.hook) // startTracer's ipftrace inherits the environment
+			trackLocalSend(t, tt.hook != "")
+		})
+	}
+}
+
+// skFieldsEnv is tracer.SkFieldsEnv, a hidden test hook.
+const skFieldsEnv = "IPFTRACE_TEST_SK_FIELDS"
+
+func trackLocalSend(t *testing.T, eachField bool) {
 	p := newNetPair(t)
 	l := tcpListen(t, p.b, addrB)
 	dport := l.Addr().(*net.TCPAddr).Port
@@ -304,6 +324,11 @@ func TestTrackLocalSend(t *testing.T) {
 	tr := startTracer(t, "-o", "json", "-p", "tcp", "-s", addrA, "-dp", fmt.Sprint(dport), mf)
 	if !isFuncBackend(tr.backend) && !hasTracepoint(t, "tcp_sendmsg_locked") {
 		t.Skip("SKIPPED with the tracepoint backend: this kernel has no tcp_sendmsg_locked tracepoint (newer kernels have it), the only one that sees a segment above IP")
+	}
+	// The hook must have reached the programs, or this subtest would run
+	// the one-read path a second time.
+	if note := "test hook " + skFieldsEnv + ": socket fields read one by one"; strings.Contains(tr.stderr.String(), note) != eachField {
+		t.Fatalf("stderr has the line %q: %v, want %v; stderr:\n%s", note, !eachField, eachField, tr.stderr.String())
 	}
 
 	accepted := make(chan error, 1)

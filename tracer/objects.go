@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -104,7 +105,8 @@ func newObjectsFor(g bpf.Group, f filter.Filter, fill asm.Instructions, track, v
 	if err != nil {
 		return nil, err
 	}
-	c := constants{filter: f, track: track, validate: validate, cast: cast, modules: fill != nil}
+	c := constants{filter: f, track: track, validate: validate, cast: cast, modules: fill != nil,
+		skEachField: os.Getenv(SkFieldsEnv) == "each"}
 	if err := c.apply(spec); err != nil {
 		return nil, err
 	}
@@ -134,7 +136,18 @@ func newObjectsFor(g bpf.Group, f filter.Filter, fill asm.Instructions, track, v
 type constants struct {
 	filter                         filter.Filter
 	track, validate, cast, modules bool
+	skEachField                    bool // sk_each_field: the test hook SkFieldsEnv
 }
+
+// SkFieldsEnv is a hidden test hook, not a user interface: set to "each",
+// the programs read a socket's addresses and ports field by field, as on a
+// kernel whose struct sock_common has another layout than every kernel
+// since 4.x (bpf/ipftrace.c, sk_fields_read), and the run says so on
+// stderr. The e2e tests use it to run that path on the kernels they have.
+const SkFieldsEnv = "IPFTRACE_TEST_SK_FIELDS"
+
+// skEachFieldNote is what a run prints on stderr with the SkFieldsEnv hook.
+const skEachFieldNote = "test hook " + SkFieldsEnv + ": socket fields read one by one"
 
 // apply sets the constants in spec.
 func (c constants) apply(spec *ebpf.CollectionSpec) error {
@@ -145,6 +158,9 @@ func (c constants) apply(spec *ebpf.CollectionSpec) error {
 		return err
 	}
 	if err := setBool(spec, "use_cast", c.cast); err != nil {
+		return err
+	}
+	if err := setBool(spec, "sk_each_field", c.skEachField); err != nil {
 		return err
 	}
 	return setBool(spec, "modules_on", c.modules)
