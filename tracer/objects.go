@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"os"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -105,8 +104,9 @@ func newObjectsFor(g bpf.Group, f filter.Filter, fill asm.Instructions, track, v
 	if err != nil {
 		return nil, err
 	}
+	hooks := readTestHooks()
 	c := constants{filter: f, track: track, validate: validate, cast: cast, modules: fill != nil,
-		skEachField: os.Getenv(SkFieldsEnv) == "each"}
+		skEachField: hooks.skEachField, noMmap: hooks.noMmap}
 	if err := c.apply(spec); err != nil {
 		return nil, err
 	}
@@ -137,17 +137,8 @@ type constants struct {
 	filter                         filter.Filter
 	track, validate, cast, modules bool
 	skEachField                    bool // sk_each_field: the test hook SkFieldsEnv
+	noMmap                         bool // the test hook NoMmapEnv (setFlag)
 }
-
-// SkFieldsEnv is a hidden test hook, not a user interface: set to "each",
-// the programs read a socket's addresses and ports field by field, as on a
-// kernel whose struct sock_common has another layout than every kernel
-// since 4.x (bpf/ipftrace.c, sk_fields_read), and the run says so on
-// stderr. The e2e tests use it to run that path on the kernels they have.
-const SkFieldsEnv = "IPFTRACE_TEST_SK_FIELDS"
-
-// skEachFieldNote is what a run prints on stderr with the SkFieldsEnv hook.
-const skEachFieldNote = "test hook " + SkFieldsEnv + ": socket fields read one by one"
 
 // apply sets the constants in spec.
 func (c constants) apply(spec *ebpf.CollectionSpec) error {
@@ -816,6 +807,9 @@ func (o *objects) setFlag(name string, on, rewrite bool) error {
 		binary.NativeEndian.PutUint32(flag[:], 1)
 	}
 	mem, err := m.Memory()
+	if o.consts.noMmap {
+		err = fmt.Errorf("memory mapping not used (%s): %w", NoMmapEnv, ebpf.ErrNotSupported)
+	}
 	if err == nil {
 		_, err = mem.WriteAt(flag[:], int64(off))
 		return err

@@ -102,8 +102,8 @@ func Run(ctx context.Context, cfg Config) error {
 		t.targets = cfg.Tracepoints
 	}
 	fmt.Fprintf(cfg.Stderr, "ipftrace: backend %s: %s\n", backend, why)
-	if objs.consts.skEachField {
-		t.verbosef("%s", skEachFieldNote)
+	for _, note := range readTestHooks().notes() {
+		t.verbosef("%s", note)
 	}
 	if note := pendingDetachNote(backend, "/proc"); note != "" {
 		fmt.Fprintf(cfg.Stderr, "ipftrace: %s\n", note)
