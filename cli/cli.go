@@ -251,6 +251,8 @@ Tracing:
   -b,  --backend NAME     auto, fentry, kprobe-multi, kprobe or tracepoint (default auto)
   -l,  --length N         end a journey after N functions (default 80)
        --idle DUR         end a journey when its skb is idle this long (default 1s)
+       --ring-size MiB    ring buffer for events, a power of two (default 8): raise
+                          it if events are lost (RSS grows by twice the size)
        --no-track         follow a packet only while its headers match the filter
                           (default: once matched, its skb, clones and copies are
                           followed through NAT, tunnels and header changes)

@@ -150,6 +150,10 @@ func TestBadInput(t *testing.T) {
 		{"count negative", []string{"-c", "-1", "--auto"}, "--count must be at least 0"},
 		{"bad duration", []string{"--duration", "soon", "--auto"}, `--duration: invalid duration "soon"`},
 		{"idle zero", []string{"--idle", "0", "--auto"}, "--idle must be positive"},
+		{"ring size not a power of two", []string{"--ring-size", "3", "--auto"}, "--ring-size must be a power of two from 1 to 1024 (MiB), got 3"},
+		{"ring size too large", []string{"--ring-size", "2048", "--auto"}, "--ring-size must be a power of two from 1 to 1024 (MiB), got 2048"},
+		{"ring size zero", []string{"--ring-size", "0", "--auto"}, "--ring-size must be at least 1, got 0"},
+		{"ring size word", []string{"--ring-size", "8M", "--auto"}, `--ring-size: invalid number "8M"`},
 		{"negative duration", []string{"--duration", "-5s", "--auto"}, "--duration must be positive"},
 		{"missing btf", []string{"--auto", "--btf", "/nonexistent"}, "read BTF /nonexistent: no such file or directory"},
 		{"garbage btf", []string{"--auto", "--btf", garbageBTF}, "read BTF " + garbageBTF},
@@ -244,14 +248,18 @@ func TestHelpVersion(t *testing.T) {
 func TestPlanAuto(t *testing.T) {
 	vmlinux := syntheticBTF(t)
 	r := run(t, nil, "--auto", "--btf", vmlinux, "-iv", "4", "-p", "TCP", "-dp", "80", "-l", "5", "-c", "3",
-		"--duration", "10s", "--idle", "250ms", "-b", "fentry", "-o", "json", "--ready-file", "/tmp/r")
+		"--duration", "10s", "--idle", "250ms", "--ring-size", "32", "-b", "fentry", "-o", "json", "--ready-file", "/tmp/r")
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
 	cfg := r.cfg
 	if cfg.Backend != "fentry" || cfg.Format != "json" || cfg.Length != 5 || cfg.Count != 3 ||
-		cfg.Duration.String() != "10s" || cfg.Idle.String() != "250ms" || cfg.ReadyFile != "/tmp/r" || cfg.NoTrack {
+		cfg.Duration.String() != "10s" || cfg.Idle.String() != "250ms" || cfg.ReadyFile != "/tmp/r" || cfg.NoTrack ||
+		cfg.RingSize != 32<<20 {
 		t.Errorf("config %+v", cfg)
+	}
+	if r := run(t, nil, "--auto", "--btf", vmlinux); r.code != 0 || r.cfg.RingSize != DefaultRingSize<<20 {
+		t.Errorf("default ring size: exit %d, RingSize %d: %s", r.code, r.cfg.RingSize, r.stderr)
 	}
 	if r := run(t, nil, "--auto", "--btf", vmlinux, "--no-track"); r.code != 0 || !r.cfg.NoTrack {
 		t.Errorf("--no-track: exit %d, NoTrack %v: %s", r.code, r.cfg.NoTrack, r.stderr)

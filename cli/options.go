@@ -25,6 +25,10 @@ var Formats = []string{"text", "json"}
 const (
 	DefaultLength = 80
 	DefaultIdle   = time.Second
+	// DefaultRingSize is the ring buffer's size in MiB (--ring-size).
+	DefaultRingSize = 8
+	// MaxRingSize is the largest --ring-size, in MiB.
+	MaxRingSize = 1024
 )
 
 // Options is the validated command line.
@@ -45,6 +49,7 @@ type Options struct {
 	NoKmods      bool               // --no-kmods: skip module BTF
 	NoScanCache  bool               // --no-scan-cache: scan afresh, bypassing btfscan's per-boot cache
 	Idle         time.Duration      // --idle: journey idle timeout
+	RingSize     int                // --ring-size: the events ring buffer, in MiB (a power of two)
 	NoTrack      bool               // --no-track: follow packets by their headers only
 	Verbose      bool               // -v
 	Help         bool               // -h
@@ -64,7 +69,7 @@ type rawFlags struct {
 	egress                                       []string
 	count, duration, readyFile, btf              string
 	noKmods, noScanCache                         bool
-	idle                                         string
+	idle, ringSize                               string
 	noTrack                                      bool
 	verbose, help, version                       bool
 }
@@ -94,6 +99,7 @@ func newFlagSet(r *rawFlags) *pflag.FlagSet {
 	fs.BoolVar(&r.noKmods, "no-kmods", false, "")
 	fs.BoolVar(&r.noScanCache, "no-scan-cache", false, "")
 	fs.StringVar(&r.idle, "idle", DefaultIdle.String(), "")
+	fs.StringVar(&r.ringSize, "ring-size", strconv.Itoa(DefaultRingSize), "")
 	fs.BoolVar(&r.noTrack, "no-track", false, "")
 	fs.BoolVarP(&r.verbose, "verbose", "v", false, "")
 	fs.BoolVarP(&r.help, "help", "h", false, "")
@@ -182,6 +188,9 @@ func ParseArgs(args []string) (_ *Options, err error) {
 	if o.Idle, err = parseDuration("--idle", r.idle, false); err != nil {
 		return nil, err
 	}
+	if o.RingSize, err = parseRingSize(r.ringSize); err != nil {
+		return nil, err
+	}
 	o.ListFunc, o.Auto = r.listFunc, r.auto
 	if o.Backend = strings.ToLower(r.backend); !slices.Contains(Backends, o.Backend) {
 		return nil, fmt.Errorf("unknown backend %q (want %s)", r.backend, strings.Join(Backends, ", "))
@@ -264,6 +273,19 @@ func parseInt(flag, s string, min int) (int, error) {
 	}
 	if n < min {
 		return 0, fmt.Errorf("%s must be at least %d, got %d", flag, min, n)
+	}
+	return n, nil
+}
+
+// parseRingSize parses --ring-size: MiB, a power of two (the kernel wants
+// a ring buffer of a power of two pages) up to MaxRingSize.
+func parseRingSize(s string) (int, error) {
+	n, err := parseInt("--ring-size", s, 1)
+	if err != nil {
+		return 0, err
+	}
+	if n > MaxRingSize || n&(n-1) != 0 {
+		return 0, fmt.Errorf("--ring-size must be a power of two from 1 to %d (MiB), got %d", MaxRingSize, n)
 	}
 	return n, nil
 }

@@ -26,6 +26,7 @@ func Plan(o *Options, scan *btfscan.Result) (tracer.Config, manifest.Summary, er
 		Filter:    o.Filter,
 		Length:    o.Length,
 		Idle:      o.Idle,
+		RingSize:  o.RingSize << 20,
 		Count:     o.Count,
 		Duration:  o.Duration,
 		ReadyFile: o.ReadyFile,

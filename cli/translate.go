@@ -24,7 +24,7 @@ var valueLongFlags = map[string]bool{
 	"sport": true, "dport": true, "module": true, "regex": true,
 	"length": true, "backend": true, "output": true, "egress": true,
 	"count": true, "duration": true, "ready-file": true, "btf": true,
-	"idle": true,
+	"idle": true, "ring-size": true,
 }
 
 // TranslateArgs rewrites the original tool's flags -iv, -sp, -dp and -ls

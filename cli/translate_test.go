@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/spf13/pflag"
 )
 
 func TestTranslateArgs(t *testing.T) {
@@ -116,6 +118,26 @@ func FuzzParseArgs(f *testing.F) {
 		}
 		if err := o.Filter.Validate(); err != nil {
 			t.Fatalf("%q: accepted an invalid filter: %v", args, err)
+		}
+	})
+}
+
+// TestValueFlagLists checks the lists TranslateArgs uses to skip a flag's
+// value against the flag set: every flag that takes a value, and no other,
+// is in valueLongFlags, and likewise for the one-letter shorthands.
+func TestValueFlagLists(t *testing.T) {
+	var r rawFlags
+	fs := newFlagSet(&r)
+	fs.VisitAll(func(f *pflag.Flag) {
+		takes := f.Value.Type() != "bool"
+		if valueLongFlags[f.Name] != takes {
+			t.Errorf("--%s takes a value: %v, in valueLongFlags: %v", f.Name, takes, valueLongFlags[f.Name])
+		}
+		if f.Shorthand == "" {
+			return
+		}
+		if inValue, inBool := strings.Contains(valueShorthands, f.Shorthand), strings.Contains(boolShorthands, f.Shorthand); inValue != takes || inBool == takes {
+			t.Errorf("-%s (--%s) takes a value: %v, in valueShorthands: %v, in boolShorthands: %v", f.Shorthand, f.Name, takes, inValue, inBool)
 		}
 	})
 }

@@ -129,6 +129,7 @@ func badInputCases(t *testing.T, dir string) []badCase {
 		mk("length not a number", auto("-l", "many"), `--length: invalid number "many"`),
 		mk("negative count", auto("-c", "-1"), "--count must be at least 0"),
 		mk("bad duration", auto("--duration", "soon"), `--duration: invalid duration "soon"`),
+		mk("ring size not a power of two", auto("--ring-size", "3"), "--ring-size must be a power of two from 1 to 1024 (MiB), got 3"),
 		mk("bad regex", auto("-r", "ip_(rcv"), `invalid regex "ip_(rcv"`),
 		mk("regex matches nothing", auto("-r", "^no_such_function_at_all$"), `regex "^no_such_function_at_all$" matches no skb function or tracepoint`),
 		mk("unknown long flag", auto("--frobnicate"), "unknown flag: --frobnicate"),

@@ -43,6 +43,7 @@ type Config struct {
 	Filter      filter.Filter     // flow filter, evaluated in BPF
 	Length      int               // a journey ends after this many events
 	Idle        time.Duration     // a journey ends after the skb is idle this long
+	RingSize    int               // the events ring buffer in bytes (a power of two pages); 0: the object's (8 MiB)
 	Count       int               // stop after this many journeys (0: no limit)
 	Duration    time.Duration     // stop after this long (0: no limit)
 	ReadyFile   string            // created once everything is attached

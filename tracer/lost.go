@@ -53,7 +53,7 @@ func (a *accounting) poll() {
 	}
 	n, err := a.read(countLost)
 	if err == nil && n > a.reported {
-		fmt.Fprintf(a.w, "ipftrace: lost %d events so far (ring buffer full)\n", n)
+		fmt.Fprintf(a.w, "ipftrace: lost %d events so far (ring buffer full; a larger --ring-size or a narrower filter helps)\n", n)
 		a.reported = n
 		a.lastPrint = time.Now()
 	}

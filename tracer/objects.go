@@ -83,12 +83,13 @@ type objects struct {
 // parses the kernel's whole BTF unless it names a function or tracepoint
 // to attach to (fentry, tp_btf).
 func newObjects(g bpf.Group, f filter.Filter, fill asm.Instructions, track bool, cache *btf.Cache, core *btfscan.CORE) (*objects, error) {
-	return newObjectsFor(g, f, fill, track, false, cache, core)
+	return newObjectsFor(g, f, fill, track, false, 0, cache, core)
 }
 
 // newObjectsFor is newObjects with track_validate set as given (the
-// tracepoint backend, which does not see every free, needs it).
-func newObjectsFor(g bpf.Group, f filter.Filter, fill asm.Instructions, track, validate bool, cache *btf.Cache, core *btfscan.CORE) (*objects, error) {
+// tracepoint backend, which does not see every free, needs it) and a ring
+// buffer of ringSize bytes (0: the object's, 8 MiB).
+func newObjectsFor(g bpf.Group, f filter.Filter, fill asm.Instructions, track, validate bool, ringSize int, cache *btf.Cache, core *btfscan.CORE) (*objects, error) {
 	var coreSpec *btf.Spec
 	var cast bool
 	if core != nil {
@@ -106,7 +107,7 @@ func newObjectsFor(g bpf.Group, f filter.Filter, fill asm.Instructions, track, v
 	}
 	hooks := readTestHooks()
 	c := constants{filter: f, track: track, validate: validate, cast: cast, modules: fill != nil,
-		skEachField: hooks.skEachField, noMmap: hooks.noMmap}
+		ringSize: ringSize, skEachField: hooks.skEachField, noMmap: hooks.noMmap}
 	if err := c.apply(spec); err != nil {
 		return nil, err
 	}
@@ -132,10 +133,12 @@ func newObjectsFor(g bpf.Group, f filter.Filter, fill asm.Instructions, track, v
 	}, nil
 }
 
-// constants are the load-time constants (.rodata) of a run.
+// constants are what a run sets in a BPF object before it loads it: the
+// load-time constants (.rodata) and the ring buffer's size.
 type constants struct {
 	filter                         filter.Filter
 	track, validate, cast, modules bool
+	ringSize                       int  // the events ring buffer in bytes; 0: the object's
 	skEachField                    bool // sk_each_field: the test hook SkFieldsEnv
 	noMmap                         bool // the test hook NoMmapEnv (setFlag)
 }
@@ -153,6 +156,13 @@ func (c constants) apply(spec *ebpf.CollectionSpec) error {
 	}
 	if err := setBool(spec, "sk_each_field", c.skEachField); err != nil {
 		return err
+	}
+	if c.ringSize > 0 {
+		ms := spec.Maps["events"]
+		if ms == nil {
+			return errors.New("BPF object has no map events")
+		}
+		ms.MaxEntries = uint32(c.ringSize)
 	}
 	return setBool(spec, "modules_on", c.modules)
 }
@@ -188,10 +198,11 @@ func (o *objects) group(g bpf.Group) (*group, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := sameLayout(o.spec, spec); err != nil {
+	// After apply, which sizes the ring buffer as the maps' object's.
+	if err := o.consts.apply(spec); err != nil {
 		return nil, fmt.Errorf("BPF object of the %v programs: %w", g, err)
 	}
-	if err := o.consts.apply(spec); err != nil {
+	if err := sameLayout(o.spec, spec); err != nil {
 		return nil, fmt.Errorf("BPF object of the %v programs: %w", g, err)
 	}
 	prepare(spec, o.consts.cast)
