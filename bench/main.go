@@ -3,11 +3,13 @@
 // with ipftrace filtering for a flow that does not exist (nomatch), with
 // ipftrace matching every request (match), with an empty BPF program
 // attached to the same functions (floor, -floor), and again with no tracer
-// (base-after). It measures attach and detach time, the time until every
+// (base-after), and optionally with another tracer in the same runs
+// (-other, with the same filters). It measures attach and detach time, the time until every
 // link is gone, idle CPU, peak RSS and event accounting, and prints one
 // table per kernel and backend, appended to -out.
 //
 //	go run ./bench [-backend B[,B...]] [-reps 3] [-count 20000] [-floor] [-out FILE]
+//	               [-other 'pwru ... {daddr}' -other-ready 'Listening']
 //	go run ./bench -micro            # userspace microbenchmarks (go test -bench)
 //
 // Run as root. `make bench` runs it on the host (tracepoint) and in the
@@ -42,6 +44,7 @@ type bench struct {
 	count    int
 	reps     int
 	floor    bool
+	other    *otherTool // -other: another tracer run side by side, nil for none
 	net      *netPair
 	tmp      string
 	keep     bool
@@ -95,6 +98,9 @@ func run() int {
 		benchRe  = flag.String("bench", ".", "-micro: the benchmarks to run (go test -bench)")
 		label    = flag.String("label", "", "label for the table titles (default: host or vm, from the environment)")
 		verbose  = flag.Bool("v", false, "print ipftrace's stderr of every run")
+		otherCmd = flag.String("other", os.Getenv("IPFTRACE_BENCH_OTHER"), "another tracer to measure side by side in the same runs: a shell command line in which {daddr} becomes the address to match; its stdout goes to a file (default $IPFTRACE_BENCH_OTHER)")
+		otherNm  = flag.String("other-name", os.Getenv("IPFTRACE_BENCH_OTHER_NAME"), "the other tracer's name in the table (default: its command's base name, or $IPFTRACE_BENCH_OTHER_NAME)")
+		otherRdy = flag.String("other-ready", os.Getenv("IPFTRACE_BENCH_OTHER_READY"), "regular expression for the other tracer's line (stdout or stderr) that says it is tracing (default $IPFTRACE_BENCH_OTHER_READY)")
 	)
 	flag.Parse()
 
@@ -113,10 +119,16 @@ func run() int {
 		logf("remove memlock: %v", err)
 		return 1
 	}
+	other, err := newOtherTool(*otherCmd, *otherNm, *otherRdy)
+	if err != nil {
+		logf("%v", err)
+		return 1
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	b := &bench{
-		ctx: ctx, ipftrace: *ipft, count: *count, reps: *reps, floor: *floor, keep: *keep, verbose: *verbose,
+		other: other,
+		ctx:   ctx, ipftrace: *ipft, count: *count, reps: *reps, floor: *floor, keep: *keep, verbose: *verbose,
 		idleFor: *idle, settleMax: *settleTO, attachTimeout: *attachTO, pingTimeout: *pingTO, goneTimeout: *goneTO,
 	}
 	sigc := make(chan os.Signal, 1)
@@ -132,7 +144,6 @@ func run() int {
 		cancel()
 	}()
 
-	var err error
 	b.tmp, err = os.MkdirTemp("", "ipftrace-bench-")
 	if err != nil {
 		logf("%v", err)

@@ -31,6 +31,7 @@ type results struct {
 	used        string // ipftrace's backend line
 	ipftTargets string // "attached N/M (skipped ...)"
 	floorDesc   string
+	other       string // "NAME: COMMAND" of the other tool (-other)
 	samples     map[string][]float64
 	notes       []string
 	start       time.Time
@@ -63,8 +64,8 @@ func (b *bench) settleBefore(r *results, what string) {
 }
 
 // runBackend runs every case reps times for one backend, interleaved (base,
-// nomatch, match, floor, base-after per repetition) so that slow drift of a
-// noisy host affects all cases alike.
+// nomatch, match, the other tool's nomatch and match, floor, base-after per
+// repetition) so that slow drift of a noisy host affects all cases alike.
 func (b *bench) runBackend(backend string, all []target) (*results, error) {
 	r := &results{backend: backend, samples: map[string][]float64{}, start: time.Now()}
 	defer func() { r.elapsed = time.Since(r.start) }()
@@ -113,6 +114,23 @@ func (b *bench) runBackend(backend string, all []target) (*results, error) {
 			return r, fmt.Errorf("match: %w", err)
 		}
 		r.recordTracer("match", tr, b)
+
+		// the other tool, nomatch and match, right after ipftrace's
+		if o := b.other; o != nil {
+			for _, c := range []struct {
+				cs, daddr string
+				idle      bool
+			}{{"nomatch", noMatchIP, true}, {"match", addrB, false}} {
+				or, err := b.runOther(o, c.daddr, c.idle, fmt.Sprintf("%s-%s-%d", o.name, c.cs, rep))
+				if or != nil && b.verbose {
+					logf("  %s stderr:\n%s", o.name, or.stderr)
+				}
+				if err != nil {
+					return r, fmt.Errorf("%s %s: %w", o.name, c.cs, err)
+				}
+				r.recordOther(c.cs, or, o)
+			}
+		}
 
 		// floor
 		if b.floor {
@@ -334,6 +352,9 @@ func (r *results) print(w io.Writer, env envInfo, b *bench) {
 		fmt.Fprintf(w, "floor: %s", r.floorDesc)
 	}
 	fmt.Fprintln(w)
+	if r.other != "" {
+		fmt.Fprintf(w, "other: %s\n", r.other)
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	// max shows the worst repetition, which matters for losses.
 	fmt.Fprintln(tw, "measure\tn\tmin\tmedian\tmax\t×base (med)\t×base (min)\t×floor (med)\t")
@@ -341,7 +362,7 @@ func (r *results) print(w io.Writer, env envInfo, b *bench) {
 	if v := r.samples["ping.base"]; len(v) > 0 {
 		bmin, bmed = minMed(v)
 	}
-	for _, rw := range rows {
+	for _, rw := range append(slices.Clone(rows), otherRows...) {
 		v := r.samples[rw.key]
 		if len(v) == 0 {
 			continue
