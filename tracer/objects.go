@@ -393,7 +393,8 @@ func (o *objects) rawFailures() (int, error) {
 // inflateType: the split decoder calls base.inflateType directly, and the
 // deferred typeIDs write happens even for a cached type), which crashed a
 // 6.1 fentry --auto run with "concurrent map writes". Those loads take
-// btfMu exclusively; all others share it.
+// btfMu exclusively; all others share it. The report for upstream, with a
+// reproducer: docs/upstream/cilium-ebpf-split-btf-race.md.
 func (o *objects) loadProgram(template, attachTo string, inModule bool, desc uint64, patch bool) (*ebpf.Program, error) {
 	gr, ps, err := o.cloneSpec(template)
 	if err != nil {
