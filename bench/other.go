@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -46,16 +45,9 @@ func newOtherTool(command, name, ready string) (*otherTool, error) {
 
 // otherRun is one measured run of the other tool.
 type otherRun struct {
-	attach   time.Duration
-	idleCPU  float64 // % of one CPU, -1 if not measured
-	ping     pingResult
-	hwmKB    int64
-	detach   time.Duration
-	gone     goneResult
-	goneErr  error
+	measured
 	outBytes int64
 	outLines int64
-	stderr   string
 }
 
 // readyPoll is how often the other tool's output is searched for its ready
@@ -67,7 +59,7 @@ const readyPoll = 50 * time.Millisecond
 // SIGINT, until it exits and until its links are gone. Its stdout goes to
 // a file, whose lines are counted.
 func (b *bench) runOther(o *otherTool, daddr string, idle bool, tag string) (*otherRun, error) {
-	r := &otherRun{idleCPU: -1}
+	r := &otherRun{measured: measured{idleCPU: -1}}
 	before, err := linkIDs()
 	if err != nil {
 		return nil, err
@@ -78,41 +70,27 @@ func (b *bench) runOther(o *otherTool, daddr string, idle bool, tag string) (*ot
 		return nil, err
 	}
 	defer out.Close()
-	var stderr syncBuf
 	// exec: the shell becomes the tool, which gets the SIGINT itself.
 	cmd := exec.Command("sh", "-c", "exec "+strings.ReplaceAll(o.command, "{daddr}", daddr))
-	cmd.Stdout = out
-	cmd.Stderr = &stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGINT}
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
+	t, err := b.startTraced(o.name, cmd, out)
+	if err != nil {
 		return nil, err
 	}
-	b.setChild(cmd.Process)
 	defer b.setChild(nil)
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	pid := cmd.Process.Pid
 	fail := func(err error) (*otherRun, error) {
-		cmd.Process.Signal(syscall.SIGINT)
-		select {
-		case <-exited:
-		case <-time.After(2 * time.Minute):
-			cmd.Process.Kill()
-			<-exited
-		}
-		r.stderr = stderr.String()
-		return r, fmt.Errorf("%w; %s stderr:\n%s", err, o.name, strings.TrimSpace(r.stderr))
+		err = t.abort(err)
+		r.stderr = t.stderr.String()
+		return r, err
 	}
 
 	timeout := time.After(b.attachTimeout)
 	tick := time.NewTicker(readyPoll)
 	defer tick.Stop()
-	for !o.ready.MatchString(stderr.String()) && !o.ready.Match(fileHead(outPath, 1<<20)) {
+	for !o.ready.MatchString(t.stderr.String()) && !o.ready.Match(fileHead(outPath, 1<<20)) {
 		select {
 		case <-tick.C:
-		case err := <-exited:
-			r.stderr = stderr.String()
+		case err := <-t.exited:
+			r.stderr = t.stderr.String()
 			return r, fmt.Errorf("%s exited before its ready line (%v):\n%s", o.name, err, strings.TrimSpace(r.stderr))
 		case <-b.ctx.Done():
 			return fail(b.ctx.Err())
@@ -120,64 +98,14 @@ func (b *bench) runOther(o *otherTool, daddr string, idle bool, tag string) (*ot
 			return fail(fmt.Errorf("no line matching %q after %s", o.ready, b.attachTimeout))
 		}
 	}
-	r.attach = time.Since(start)
+	r.attach = time.Since(t.start)
 
-	if idle {
-		c0, err := procCPU(pid)
-		t0 := time.Now()
-		if err == nil {
-			select {
-			case <-time.After(b.idleFor):
-			case <-b.ctx.Done():
-				return fail(b.ctx.Err())
-			}
-			if c1, err := procCPU(pid); err == nil {
-				r.idleCPU = float64(c1-c0) / clkTck / time.Since(t0).Seconds() * 100
-			}
-		}
+	if err := b.measure(t, &r.measured, before, idle, tag); err != nil {
+		return r, err
 	}
-
-	r.ping, err = b.ping()
-	if err != nil {
-		return fail(err)
-	}
-	r.hwmKB, _ = procHWM(pid)
-	ours, err := processLinkIDs(pid)
-	if err != nil {
-		return fail(err)
-	}
-	if len(ours) == 0 {
-		b.notef("%s: %s (pid %d) holds no BPF link descriptors: links gone is not measured", tag, o.name, pid)
-	}
-
-	sig := time.Now()
-	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-		return fail(err)
-	}
-	type goneRes struct {
-		r   goneResult
-		err error
-	}
-	gonec := make(chan goneRes, 1)
-	go func() {
-		g, err := waitLinksGone(before, ours, sig, b.goneTimeout)
-		gonec <- goneRes{g, err}
-	}()
-	var waitErr error
-	select {
-	case waitErr = <-exited:
-		r.detach = time.Since(sig)
-	case <-time.After(b.goneTimeout):
-		cmd.Process.Kill()
-		<-exited
-		return r, fmt.Errorf("%s did not exit within %s of SIGINT", o.name, b.goneTimeout)
-	}
-	g := <-gonec
-	r.gone, r.goneErr = g.r, g.err
-	r.stderr = stderr.String()
-	if waitErr != nil {
+	if r.waitErr != nil {
 		// Tools differ in the status they exit with after SIGINT.
-		b.notef("%s: %s exited with %v after SIGINT", tag, o.name, waitErr)
+		b.notef("%s: %s exited with %v after SIGINT", tag, o.name, r.waitErr)
 	}
 	out.Close()
 	r.outBytes, r.outLines, err = countLines(outPath)

@@ -144,22 +144,15 @@ func countJSON(path string, p *netPair) (jsonCount, error) {
 
 // tracerRun is one measured ipftrace run.
 type tracerRun struct {
+	measured
 	fresh       bool // run with --no-scan-cache
-	attach      time.Duration
 	attached    int
 	targets     int
 	skipped     string
 	backendLine string
-	idleCPU     float64 // % of one CPU, -1 if not measured
-	ping        pingResult
-	hwmKB       int64
-	detach      time.Duration
-	gone        goneResult
-	goneErr     error
 	sum         summary
 	json        jsonCount
 	cpuPerEvent time.Duration // userspace CPU from ping start to exit, per received event
-	stderr      string
 }
 
 // syncBuf is a bytes.Buffer safe for one writer and concurrent readers.
@@ -224,7 +217,7 @@ func procHWM(pid int) (int64, error) {
 // optionally idle CPU, runs the ping, and measures detach and link removal.
 // fresh adds --no-scan-cache: the attach of a first run in a boot.
 func (b *bench) runTracer(backend, daddr string, idle, fresh bool, tag string) (*tracerRun, error) {
-	r := &tracerRun{idleCPU: -1, fresh: fresh}
+	r := &tracerRun{measured: measured{idleCPU: -1}, fresh: fresh}
 	before, err := linkIDs()
 	if err != nil {
 		return nil, err
@@ -249,30 +242,15 @@ func (b *bench) runTracer(backend, daddr string, idle, fresh bool, tag string) (
 		return nil, err
 	}
 	defer watch.Close()
-	var stderr syncBuf
-	cmd := exec.Command(b.ipftrace, args...)
-	cmd.Stdout = out
-	cmd.Stderr = &stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGINT}
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
+	t, err := b.startTraced("ipftrace", exec.Command(b.ipftrace, args...), out)
+	if err != nil {
 		return nil, err
 	}
-	b.setChild(cmd.Process)
 	defer b.setChild(nil)
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	pid := cmd.Process.Pid
 	fail := func(err error) (*tracerRun, error) {
-		cmd.Process.Signal(syscall.SIGINT)
-		select {
-		case <-exited:
-		case <-time.After(2 * time.Minute):
-			cmd.Process.Kill()
-			<-exited
-		}
-		r.stderr = stderr.String()
-		return r, fmt.Errorf("%w; ipftrace stderr:\n%s", err, strings.TrimSpace(r.stderr))
+		err = t.abort(err)
+		r.stderr = t.stderr.String()
+		return r, err
 	}
 
 	// Attach: process start until the ready file exists.
@@ -280,9 +258,9 @@ func (b *bench) runTracer(backend, daddr string, idle, fresh bool, tag string) (
 	defer timeout.Stop()
 	select {
 	case <-watch.created:
-		r.attach = time.Since(start)
-	case err := <-exited:
-		r.stderr = stderr.String()
+		r.attach = time.Since(t.start)
+	case err := <-t.exited:
+		r.stderr = t.stderr.String()
 		return r, fmt.Errorf("ipftrace exited before it was ready (%v):\n%s", err, strings.TrimSpace(r.stderr))
 	case <-b.ctx.Done():
 		return fail(b.ctx.Err())
@@ -294,12 +272,12 @@ func (b *bench) runTracer(backend, daddr string, idle, fresh bool, tag string) (
 	}
 	// The attached line is written before the ready file is created.
 	for i := 0; i < 200; i++ {
-		if attachedRe.MatchString(stderr.String()) {
+		if attachedRe.MatchString(t.stderr.String()) {
 			break
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	se := stderr.String()
+	se := t.stderr.String()
 	if m := attachedRe.FindStringSubmatch(se); m != nil {
 		r.attached, _ = strconv.Atoi(m[1])
 		r.targets, _ = strconv.Atoi(m[2])
@@ -312,73 +290,20 @@ func (b *bench) runTracer(backend, daddr string, idle, fresh bool, tag string) (
 		}
 	}
 
-	if idle {
-		c0, err := procCPU(pid)
-		t0 := time.Now()
-		if err == nil {
-			select {
-			case <-time.After(b.idleFor):
-			case <-b.ctx.Done():
-				return fail(b.ctx.Err())
-			}
-			c1, err := procCPU(pid)
-			if err == nil {
-				r.idleCPU = float64(c1-c0) / clkTck / time.Since(t0).Seconds() * 100
-			}
-		}
-	}
-
-	cpuPing, _ := procCPU(pid)
-	r.ping, err = b.ping()
-	if err != nil {
-		return fail(err)
-	}
-	r.hwmKB, _ = procHWM(pid)
-	ours, err := processLinkIDs(pid)
-	if err != nil {
-		return fail(err)
-	}
-	if len(ours) == 0 {
-		b.notef("%s: ipftrace (pid %d) holds no BPF link descriptors", tag, pid)
-	}
-
 	// Detach: SIGINT until the process exits; links gone: until none of its
 	// links exists any more.
-	cpuSig, _ := procCPU(pid)
-	sig := time.Now()
-	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-		return fail(err)
+	if err := b.measure(t, &r.measured, before, idle, tag); err != nil {
+		return r, err
 	}
-	type goneRes struct {
-		r   goneResult
-		err error
-	}
-	gonec := make(chan goneRes, 1)
-	go func() {
-		g, err := waitLinksGone(before, ours, sig, b.goneTimeout)
-		gonec <- goneRes{g, err}
-	}()
-	var waitErr error
-	select {
-	case waitErr = <-exited:
-		r.detach = time.Since(sig)
-	case <-time.After(b.goneTimeout):
-		cmd.Process.Kill()
-		<-exited
-		return r, fmt.Errorf("ipftrace did not exit within %s of SIGINT", b.goneTimeout)
-	}
-	g := <-gonec
-	r.gone, r.goneErr = g.r, g.err
-	r.stderr = stderr.String()
-	if waitErr != nil {
-		return r, fmt.Errorf("ipftrace: %v; stderr:\n%s", waitErr, strings.TrimSpace(r.stderr))
+	if r.waitErr != nil {
+		return r, fmt.Errorf("ipftrace: %v; stderr:\n%s", r.waitErr, strings.TrimSpace(r.stderr))
 	}
 	r.sum = parseSummary(r.stderr)
 	// CPU from the ping's start to SIGINT: the tracing itself, not the
 	// detach (a foreground kprobe detach burns minutes of CPU). Events still
 	// queued at SIGINT are not counted, so this slightly flatters ipftrace
 	// if it lagged behind the ping.
-	if used := time.Duration(cpuSig-cpuPing) * time.Second / clkTck; r.sum.received > 0 && used > 0 {
+	if used := time.Duration(r.cpuSig-r.cpuPing) * time.Second / clkTck; r.sum.received > 0 && used > 0 {
 		r.cpuPerEvent = used / time.Duration(r.sum.received)
 	}
 	if !r.sum.ok {
