@@ -105,9 +105,8 @@ func newObjectsFor(g bpf.Group, f filter.Filter, fill asm.Instructions, track, v
 	if err != nil {
 		return nil, err
 	}
-	hooks := readTestHooks()
 	c := constants{filter: f, track: track, validate: validate, cast: cast, modules: fill != nil,
-		ringSize: ringSize, skEachField: hooks.skEachField, noMmap: hooks.noMmap}
+		ringSize: ringSize, hooks: readTestHooks()}
 	if err := c.apply(spec); err != nil {
 		return nil, err
 	}
@@ -138,9 +137,8 @@ func newObjectsFor(g bpf.Group, f filter.Filter, fill asm.Instructions, track, v
 type constants struct {
 	filter                         filter.Filter
 	track, validate, cast, modules bool
-	ringSize                       int  // the events ring buffer in bytes; 0: the object's
-	skEachField                    bool // sk_each_field: the test hook SkFieldsEnv
-	noMmap                         bool // the test hook NoMmapEnv (setFlag)
+	ringSize                       int       // the events ring buffer in bytes; 0: the object's
+	hooks                          testHooks // hidden test hooks (sk_each_field; setFlag)
 }
 
 // apply sets the constants in spec.
@@ -154,7 +152,7 @@ func (c constants) apply(spec *ebpf.CollectionSpec) error {
 	if err := setBool(spec, "use_cast", c.cast); err != nil {
 		return err
 	}
-	if err := setBool(spec, "sk_each_field", c.skEachField); err != nil {
+	if err := setBool(spec, "sk_each_field", c.hooks.skEachField); err != nil {
 		return err
 	}
 	if c.ringSize > 0 {
@@ -819,7 +817,7 @@ func (o *objects) setFlag(name string, on, rewrite bool) error {
 		binary.NativeEndian.PutUint32(flag[:], 1)
 	}
 	mem, err := m.Memory()
-	if o.consts.noMmap {
+	if o.consts.hooks.noMmap {
 		err = fmt.Errorf("memory mapping not used (%s): %w", NoMmapEnv, ebpf.ErrNotSupported)
 	}
 	if err == nil {

@@ -102,7 +102,7 @@ func Run(ctx context.Context, cfg Config) error {
 		t.targets = cfg.Tracepoints
 	}
 	fmt.Fprintf(cfg.Stderr, "ipftrace: backend %s: %s\n", backend, why)
-	for _, note := range readTestHooks().notes() {
+	for _, note := range objs.consts.hooks.notes() {
 		t.verbosef("%s", note)
 	}
 	if note := pendingDetachNote(backend, "/proc"); note != "" {
