@@ -369,6 +369,9 @@ sample:
 	if lost > 0 && len(lossLines) == 0 {
 		t.Errorf("%d events lost, but no loss was reported while running", lost)
 	}
+	if hint := "a larger --ring-size"; lost > 0 && !strings.Contains(se, "ipftrace: the lost events found the ring buffer full: "+hint) {
+		t.Errorf("%d events lost, but the exit summary does not say what helps (%q)", lost, hint)
+	}
 	// Every packet sent shows up as a journey of its flow, unless events
 	// were lost: a packet without a journey lost all of its events (at
 	// least one), so the packets missing from both flows together cannot

@@ -70,6 +70,9 @@ func (a *accounting) final(journeys int) {
 		return
 	}
 	fmt.Fprintf(a.w, "ipftrace: %d journeys, %d events received, lost %d events\n", journeys, a.received, lost)
+	if lost > 0 {
+		fmt.Fprintf(a.w, "ipftrace: the lost events found the ring buffer full: a larger --ring-size or a narrower filter helps\n")
+	}
 	if a.malformed > 0 {
 		fmt.Fprintf(a.w, "ipftrace: %d malformed events dropped\n", a.malformed)
 	}
