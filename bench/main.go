@@ -45,6 +45,7 @@ type bench struct {
 	reps     int
 	floor    bool
 	other    *otherTool // -other: another tracer run side by side, nil for none
+	extra    []string   // -args: more ipftrace flags for the nomatch and match runs
 	net      *netPair
 	tmp      string
 	keep     bool
@@ -98,6 +99,7 @@ func run() int {
 		benchRe  = flag.String("bench", ".", "-micro: the benchmarks to run (go test -bench)")
 		label    = flag.String("label", "", "label for the table titles (default: host or vm, from the environment)")
 		verbose  = flag.Bool("v", false, "print ipftrace's stderr of every run")
+		extra    = flag.String("args", os.Getenv("IPFTRACE_BENCH_ARGS"), "more ipftrace flags for the nomatch and match runs, space-separated, e.g. \"--ring-size 32\" (default $IPFTRACE_BENCH_ARGS)")
 		otherCmd = flag.String("other", os.Getenv("IPFTRACE_BENCH_OTHER"), "another tracer to measure side by side in the same runs: a shell command line in which {daddr} becomes the address to match; its stdout goes to a file (default $IPFTRACE_BENCH_OTHER)")
 		otherNm  = flag.String("other-name", os.Getenv("IPFTRACE_BENCH_OTHER_NAME"), "the other tracer's name in the table (default: its command's base name, or $IPFTRACE_BENCH_OTHER_NAME)")
 		otherRdy = flag.String("other-ready", os.Getenv("IPFTRACE_BENCH_OTHER_READY"), "regular expression for the other tracer's line (stdout or stderr) that says it is tracing (default $IPFTRACE_BENCH_OTHER_READY)")
@@ -127,8 +129,8 @@ func run() int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	b := &bench{
-		other: other,
-		ctx:   ctx, ipftrace: *ipft, count: *count, reps: *reps, floor: *floor, keep: *keep, verbose: *verbose,
+		other: other, extra: strings.Fields(*extra),
+		ctx: ctx, ipftrace: *ipft, count: *count, reps: *reps, floor: *floor, keep: *keep, verbose: *verbose,
 		idleFor: *idle, settleMax: *settleTO, attachTimeout: *attachTO, pingTimeout: *pingTO, goneTimeout: *goneTO,
 	}
 	sigc := make(chan os.Signal, 1)

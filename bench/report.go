@@ -345,6 +345,9 @@ func (r *results) print(w io.Writer, env envInfo, b *bench) {
 	if r.used != "" {
 		fmt.Fprintf(w, "%s\n", strings.TrimPrefix(r.used, "ipftrace: "))
 	}
+	if len(b.extra) > 0 {
+		fmt.Fprintf(w, "ipftrace flags added (-args): %s\n", strings.Join(b.extra, " "))
+	}
 	if r.ipftTargets != "" {
 		fmt.Fprintf(w, "ipftrace %s; ", r.ipftTargets)
 	}

@@ -237,6 +237,7 @@ func (b *bench) runTracer(backend, daddr string, idle, fresh bool, tag string) (
 	if fresh {
 		args = append(args, "--no-scan-cache")
 	}
+	args = append(args, b.extra...)
 	watch, err := watchReady(ready)
 	if err != nil {
 		return nil, err
