@@ -48,7 +48,7 @@ func TestRawClone(t *testing.T) {
 		{"module", daddr, mods.Instructions(), "tp_skb1", "net_dev_queue"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			o, err := newObjectsFor(bpf.Tracepoint, c.f, c.fill, true, true, 0, btf.NewCache(), scan.CORE)
+			o, err := newObjects(bpf.Tracepoint, c.f, c.fill, true, true, 0, btf.NewCache(), scan.CORE)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -89,7 +89,7 @@ func TestRawClone(t *testing.T) {
 			}
 		})
 	}
-	o, err := newObjects(bpf.Fentry, filter.Any(), nil, true, btf.NewCache(), scan.CORE)
+	o, err := newObjects(bpf.Fentry, filter.Any(), nil, true, false, 0, btf.NewCache(), scan.CORE)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +176,7 @@ func TestVerifierReason(t *testing.T) {
 func TestReleaseTemplates(t *testing.T) {
 	requireRoot(t)
 	scan := coreScan(t)
-	o, err := newObjectsFor(bpf.Tracepoint, filter.Any(), nil, true, true, 0, sharedBTF(), scan.CORE)
+	o, err := newObjects(bpf.Tracepoint, filter.Any(), nil, true, true, 0, sharedBTF(), scan.CORE)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +228,7 @@ func TestReleaseTemplates(t *testing.T) {
 		t.Errorf("readGlobal after release: %v", err)
 	}
 	// The next run's objects parse the object and the kernel's BTF again.
-	o2, err := newObjectsFor(bpf.Tracepoint, filter.Any(), nil, true, true, 0, sharedBTF(), scan.CORE)
+	o2, err := newObjects(bpf.Tracepoint, filter.Any(), nil, true, true, 0, sharedBTF(), scan.CORE)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,7 +29,7 @@ func TestSetFlag(t *testing.T) {
 		{"no mapping (before 5.5)", false, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			o, err := newObjectsFor(bpf.Tracepoint, filter.Any(), nil, true, true, 0, sharedBTF(), scan.CORE)
+			o, err := newObjects(bpf.Tracepoint, filter.Any(), nil, true, true, 0, sharedBTF(), scan.CORE)
 			if err != nil {
 				t.Fatal(err)
 			}

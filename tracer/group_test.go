@@ -30,7 +30,7 @@ func TestGroupConstants(t *testing.T) {
 }
 
 func checkGroupConstants(t *testing.T, mg bpf.Group, f filter.Filter) {
-	o, err := newObjectsFor(mg, f, nil, true, true, 0, sharedBTF(), nil)
+	o, err := newObjects(mg, f, nil, true, true, 0, sharedBTF(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,7 +61,7 @@ var (
 // benchLoadClone loads clones as a run does (loadClone: the raw template),
 // or with viaCilium through cilium/ebpf's collection loader (loadProgram).
 func benchLoadClone(b *testing.B, scan *btfscan.Result, k cloneKind, f filter.Filter, viaCilium bool) {
-	o, err := newObjects(k.spec, f, nil, true, btf.NewCache(), scan.CORE)
+	o, err := newObjects(k.spec, f, nil, true, false, 0, btf.NewCache(), scan.CORE)
 	if err != nil {
 		b.Fatal(err)
 	}

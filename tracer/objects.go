@@ -76,20 +76,15 @@ type objects struct {
 // will load programs of: it is parsed anyway), sets the filter and tracking
 // constants and creates the shared maps (ring buffer, lost counters, the
 // track table, constants, the stop flag). fill is the body of fill_data
-// generated from the -m modules (nil: none).
+// generated from the -m modules (nil: none). validate sets track_validate
+// (the tracepoint backend, which does not see every free, needs it);
+// ringSize is the ring buffer's size in bytes (0: the object's, 8 MiB).
 //
 // core is the scan's copy of the kernel types and kfuncs (nil: none): with
 // it, the programs are relocated here, once per template, and no load
 // parses the kernel's whole BTF unless it names a function or tracepoint
 // to attach to (fentry, tp_btf).
-func newObjects(g bpf.Group, f filter.Filter, fill asm.Instructions, track bool, cache *btf.Cache, core *btfscan.CORE) (*objects, error) {
-	return newObjectsFor(g, f, fill, track, false, 0, cache, core)
-}
-
-// newObjectsFor is newObjects with track_validate set as given (the
-// tracepoint backend, which does not see every free, needs it) and a ring
-// buffer of ringSize bytes (0: the object's, 8 MiB).
-func newObjectsFor(g bpf.Group, f filter.Filter, fill asm.Instructions, track, validate bool, ringSize int, cache *btf.Cache, core *btfscan.CORE) (*objects, error) {
+func newObjects(g bpf.Group, f filter.Filter, fill asm.Instructions, track, validate bool, ringSize int, cache *btf.Cache, core *btfscan.CORE) (*objects, error) {
 	var coreSpec *btf.Spec
 	var cast bool
 	if core != nil {

@@ -39,7 +39,7 @@ func TestPreload(t *testing.T) {
 	requireRoot(t)
 	scan := coreScan(t)
 	newObjs := func(t *testing.T) *objects {
-		o, err := newObjectsFor(bpf.Tracepoint, filter.Any(), nil, true, true, 0, sharedBTF(), scan.CORE)
+		o, err := newObjects(bpf.Tracepoint, filter.Any(), nil, true, true, 0, sharedBTF(), scan.CORE)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -69,7 +69,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Scan != nil {
 		core = cfg.Scan.CORE
 	}
-	objs, err := newObjectsFor(firstGroup(cfg.Backend), cfg.Filter, fill, !cfg.NoTrack, false, cfg.RingSize, sharedBTF(), core)
+	objs, err := newObjects(firstGroup(cfg.Backend), cfg.Filter, fill, !cfg.NoTrack, false, cfg.RingSize, sharedBTF(), core)
 	if err != nil {
 		return err
 	}
@@ -90,7 +90,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if backend == BackendTracepoint && !cfg.NoTrack {
 		// Recreate the objects with track_validate set: a load-time
 		// constant, and the probes above needed objects to run.
-		fresh, err := newObjectsFor(bpf.Tracepoint, cfg.Filter, fill, true, true, cfg.RingSize, objs.cache, core)
+		fresh, err := newObjects(bpf.Tracepoint, cfg.Filter, fill, true, true, cfg.RingSize, objs.cache, core)
 		if err != nil {
 			return err
 		}
