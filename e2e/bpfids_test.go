@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -120,42 +119,50 @@ func systemBPF(t *testing.T) bpfObjs {
 	return o
 }
 
-// processBPF returns the BPF programs and links that process pid holds
-// file descriptors of (a link counts its program too).
-func processBPF(pid int) (bpfObjs, error) {
-	o := newBPFObjs()
+// bpfFDInfo returns the fields of /proc/PID/fdinfo ("map_type", "prog_id",
+// "link_id"...) of each BPF descriptor (map, program, link) that process
+// pid holds. A descriptor closed meanwhile is left out.
+func bpfFDInfo(pid int) ([]map[string]string, error) {
 	dir := fmt.Sprintf("/proc/%d/fd", pid)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return o, err
+		return nil, err
 	}
+	var infos []map[string]string
 	for _, e := range ents {
 		target, err := os.Readlink(filepath.Join(dir, e.Name()))
 		if err != nil || !strings.Contains(target, "bpf") {
 			continue
 		}
-		f, err := os.Open(fmt.Sprintf("/proc/%d/fdinfo/%s", pid, e.Name()))
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%s", pid, e.Name()))
 		if err != nil {
 			continue
 		}
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			k, v, ok := strings.Cut(sc.Text(), ":")
-			if !ok {
-				continue
-			}
-			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32)
-			if err != nil {
-				continue
-			}
-			switch k {
-			case "prog_id":
-				o.progs[uint32(n)] = true
-			case "link_id":
-				o.links[uint32(n)] = true
+		fields := map[string]string{}
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok {
+				fields[k] = strings.TrimSpace(v)
 			}
 		}
-		f.Close()
+		infos = append(infos, fields)
+	}
+	return infos, nil
+}
+
+// processBPF returns the BPF programs and links that process pid holds
+// file descriptors of (a link counts its program too).
+func processBPF(pid int) (bpfObjs, error) {
+	o := newBPFObjs()
+	infos, err := bpfFDInfo(pid)
+	if err != nil {
+		return o, err
+	}
+	for _, fields := range infos {
+		for k, ids := range map[string]map[uint32]bool{"prog_id": o.progs, "link_id": o.links} {
+			if n, err := strconv.ParseUint(fields[k], 10, 32); err == nil {
+				ids[uint32(n)] = true
+			}
+		}
 	}
 	return o, nil
 }

@@ -4,8 +4,6 @@ package e2e
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,28 +13,18 @@ import (
 // type 27) among pid's open descriptors.
 func ringBufferSizes(t *testing.T, pid int) []int {
 	t.Helper()
-	infos, err := filepath.Glob(fmt.Sprintf("/proc/%d/fdinfo/*", pid))
+	infos, err := bpfFDInfo(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var sizes []int
-	for _, path := range infos {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			continue // closed meanwhile
-		}
-		fields := map[string]string{}
-		for _, line := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok {
-				fields[k] = strings.TrimSpace(v)
-			}
-		}
+	for _, fields := range infos {
 		if fields["map_type"] != "27" {
 			continue
 		}
 		n, err := strconv.Atoi(fields["max_entries"])
 		if err != nil {
-			t.Fatalf("%s: max_entries %q", path, fields["max_entries"])
+			t.Fatalf("ring buffer of pid %d: max_entries %q", pid, fields["max_entries"])
 		}
 		sizes = append(sizes, n)
 	}
