@@ -26,26 +26,15 @@ func TestNoMmap(t *testing.T) {
 	if note := "test hook " + noMmapEnv + ": "; !strings.Contains(tr.stderr.String(), note) {
 		t.Fatalf("no line %q on stderr: the hook did not reach the run; stderr:\n%s", note, tr.stderr.String())
 	}
-	requests := func(n int) func([]Journey) bool {
-		return func(js []Journey) bool {
-			c := 0
-			for _, j := range js {
-				if isEchoRequest(tr.backend, j) {
-					c++
-				}
-			}
-			return c >= n
-		}
-	}
 	ping(t, p.a, addrB, 1)
-	tr.waitJourneys(p, "echo request "+requestWhat(tr.backend, "ICMP", 4), requests(1))
+	tr.waitEchoRequest(p)
 	time.Sleep(2 * time.Second) // past the journeys' 1 s idle end: the reader would sleep now
 	if !strings.Contains(tr.stderr.String(), "ipftrace: reader: polling while idle: ") {
 		t.Errorf("no \"reader: polling while idle\" line on stderr after an idle spell; stderr:\n%s", tr.stderr.String())
 	}
 	start := time.Now()
 	ping(t, p.a, addrB, 1)
-	tr.waitJourneys(p, "a second echo request "+requestWhat(tr.backend, "ICMP", 4), requests(2))
+	tr.waitEchoRequests(p, 2)
 	// Polling finds it within a poll period (250 ms) of its end; a reader
 	// asleep would wait for its 30 s safety poll.
 	if took := time.Since(start); took > 10*time.Second {

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -29,13 +30,25 @@ func isEchoRequest(backend string, j Journey) bool {
 // along the backend's full path (isEchoRequest).
 func (tr *tracer) waitEchoRequest(p *netPair) {
 	tr.t.Helper()
-	tr.waitJourneys(p, "echo request "+requestWhat(tr.backend, "ICMP", 4), func(js []Journey) bool {
+	tr.waitEchoRequests(p, 1)
+}
+
+// waitEchoRequests waits until n journeys of echo requests from a to b
+// along the backend's full path were printed.
+func (tr *tracer) waitEchoRequests(p *netPair, n int) {
+	tr.t.Helper()
+	what := "echo request " + requestWhat(tr.backend, "ICMP", 4)
+	if n > 1 {
+		what = fmt.Sprintf("%d journeys of %s", n, what)
+	}
+	tr.waitJourneys(p, what, func(js []Journey) bool {
+		c := 0
 		for _, j := range js {
 			if isEchoRequest(tr.backend, j) {
-				return true
+				c++
 			}
 		}
-		return false
+		return c >= n
 	})
 }
 
