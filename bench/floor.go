@@ -16,6 +16,8 @@ import (
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
+
+	"github.com/ipftrace/ipftrace/internal/bpfids"
 )
 
 // The floor: a do-nothing BPF program (r0 = 0; exit) attached with the same
@@ -286,8 +288,8 @@ func (a *floorAttacher) close() {
 }
 
 // linkIDsOf returns the IDs of the floor's links.
-func (a *floorAttacher) linkIDsOf() idSet {
-	s := idSet{}
+func (a *floorAttacher) linkIDsOf() bpfids.Set {
+	s := bpfids.Set{}
 	for _, l := range a.links {
 		if info, err := l.Info(); err == nil {
 			s[uint32(info.ID)] = true
@@ -299,7 +301,7 @@ func (a *floorAttacher) linkIDsOf() idSet {
 // runFloor attaches the floor, runs the ping and detaches.
 func (b *bench) runFloor(backend string, names []string) (*floorRun, error) {
 	r := &floorRun{tried: len(names)}
-	before, err := linkIDs()
+	before, err := bpfids.Links()
 	if err != nil {
 		return nil, err
 	}

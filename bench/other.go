@@ -11,6 +11,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/ipftrace/ipftrace/internal/bpfids"
 )
 
 // otherTool is another tracer, run side by side with ipftrace in the same
@@ -60,7 +62,7 @@ const readyPoll = 50 * time.Millisecond
 // a file, whose lines are counted.
 func (b *bench) runOther(o *otherTool, daddr string, idle bool, tag string) (*otherRun, error) {
 	r := &otherRun{measured: measured{idleCPU: -1}}
-	before, err := linkIDs()
+	before, err := bpfids.Links()
 	if err != nil {
 		return nil, err
 	}

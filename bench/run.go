@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/ipftrace/ipftrace/internal/bpfids"
 )
 
 // pingResult is ping's own summary.
@@ -218,7 +220,7 @@ func procHWM(pid int) (int64, error) {
 // fresh adds --no-scan-cache: the attach of a first run in a boot.
 func (b *bench) runTracer(backend, daddr string, idle, fresh bool, tag string) (*tracerRun, error) {
 	r := &tracerRun{measured: measured{idleCPU: -1}, fresh: fresh}
-	before, err := linkIDs()
+	before, err := bpfids.Links()
 	if err != nil {
 		return nil, err
 	}

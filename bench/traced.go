@@ -7,6 +7,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/ipftrace/ipftrace/internal/bpfids"
 )
 
 // traced is a tracer process being measured: ipftrace, or the other tool
@@ -83,7 +85,7 @@ type detached struct {
 // interrupt sends SIGINT to the process and measures until it exits and
 // until the links it held (ours; before: every link before it started) are
 // gone. It fails if the process does not exit within b.goneTimeout.
-func (b *bench) interrupt(t *traced, before, ours idSet) (detached, error) {
+func (b *bench) interrupt(t *traced, before, ours bpfids.Set) (detached, error) {
 	var d detached
 	sig := time.Now()
 	if err := t.cmd.Process.Signal(syscall.SIGINT); err != nil {
@@ -126,7 +128,7 @@ type measured struct {
 // measure runs the workload with the tracer t ready: its idle CPU first if
 // idle, the ping, its peak RSS and links, then SIGINT (interrupt). before
 // is the set of links from before t started. On an error t has exited.
-func (b *bench) measure(t *traced, m *measured, before idSet, idle bool, tag string) error {
+func (b *bench) measure(t *traced, m *measured, before bpfids.Set, idle bool, tag string) error {
 	pid := t.pid()
 	var err error
 	if idle {
@@ -139,7 +141,7 @@ func (b *bench) measure(t *traced, m *measured, before idSet, idle bool, tag str
 		return t.abort(err)
 	}
 	m.hwmKB, _ = procHWM(pid)
-	ours, err := processLinkIDs(pid)
+	_, ours, err := bpfids.Held(pid)
 	if err != nil {
 		return t.abort(err)
 	}

@@ -3,168 +3,64 @@
 package e2e
 
 import (
-	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-	"unsafe"
 
-	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/ipftrace/ipftrace/internal/bpfids"
 )
 
 // bpfObjs is a set of BPF program and link IDs.
 type bpfObjs struct {
-	progs map[uint32]bool
-	links map[uint32]bool
+	progs bpfids.Set
+	links bpfids.Set
 }
 
 func newBPFObjs() bpfObjs {
-	return bpfObjs{progs: map[uint32]bool{}, links: map[uint32]bool{}}
+	return bpfObjs{progs: bpfids.Set{}, links: bpfids.Set{}}
 }
 
 func (o bpfObjs) String() string {
-	return fmt.Sprintf("programs %v, links %v", sortedIDs(o.progs), sortedIDs(o.links))
+	return fmt.Sprintf("programs %v, links %v", o.progs.Sorted(), o.links.Sorted())
 }
 
 func (o bpfObjs) empty() bool { return len(o.progs) == 0 && len(o.links) == 0 }
 
-func sortedIDs(m map[uint32]bool) []uint32 {
-	out := make([]uint32, 0, len(m))
-	for id := range m {
-		out = append(out, id)
-	}
-	slices.Sort(out)
-	return out
-}
-
 // minus returns the IDs in o but not in other.
 func (o bpfObjs) minus(other bpfObjs) bpfObjs {
-	d := newBPFObjs()
-	for id := range o.progs {
-		if !other.progs[id] {
-			d.progs[id] = true
-		}
-	}
-	for id := range o.links {
-		if !other.links[id] {
-			d.links[id] = true
-		}
-	}
-	return d
+	return bpfObjs{progs: o.progs.Minus(other.progs), links: o.links.Minus(other.links)}
 }
 
 // intersect returns the IDs in both.
 func (o bpfObjs) intersect(other bpfObjs) bpfObjs {
-	d := newBPFObjs()
-	for id := range o.progs {
-		if other.progs[id] {
-			d.progs[id] = true
-		}
-	}
-	for id := range o.links {
-		if other.links[id] {
-			d.links[id] = true
-		}
-	}
-	return d
-}
-
-// linkGetNextID is BPF_LINK_GET_NEXT_ID. (link.Iterator would open every
-// link, holding a reference that delays the detach we are waiting for.)
-func linkGetNextID(start uint32) (uint32, error) {
-	attr := struct{ start, next, flags uint32 }{start: start}
-	const bpfLinkGetNextID = 31
-	_, _, errno := unix.Syscall(unix.SYS_BPF, bpfLinkGetNextID, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
-	if errno != 0 {
-		return 0, errno
-	}
-	return attr.next, nil
+	return bpfObjs{progs: o.progs.Intersect(other.progs), links: o.links.Intersect(other.links)}
 }
 
 // systemBPF lists every BPF program and link on the system.
 func systemBPF(t *testing.T) bpfObjs {
 	t.Helper()
-	o := newBPFObjs()
-	var id ebpf.ProgramID
-	for {
-		next, err := ebpf.ProgramGetNextID(id)
-		if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOENT) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("BPF_PROG_GET_NEXT_ID: %v", err)
-		}
-		o.progs[uint32(next)] = true
-		id = next
-	}
-	var lid uint32
-	for {
-		next, err := linkGetNextID(lid)
-		if errors.Is(err, unix.ENOENT) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("BPF_LINK_GET_NEXT_ID: %v", err)
-		}
-		o.links[next] = true
-		lid = next
-	}
-	return o
-}
-
-// bpfFDInfo returns the fields of /proc/PID/fdinfo ("map_type", "prog_id",
-// "link_id"...) of each BPF descriptor (map, program, link) that process
-// pid holds. A descriptor closed meanwhile is left out.
-func bpfFDInfo(pid int) ([]map[string]string, error) {
-	dir := fmt.Sprintf("/proc/%d/fd", pid)
-	ents, err := os.ReadDir(dir)
+	progs, err := bpfids.Programs()
 	if err != nil {
-		return nil, err
+		t.Fatal(err)
 	}
-	var infos []map[string]string
-	for _, e := range ents {
-		target, err := os.Readlink(filepath.Join(dir, e.Name()))
-		if err != nil || !strings.Contains(target, "bpf") {
-			continue
-		}
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%s", pid, e.Name()))
-		if err != nil {
-			continue
-		}
-		fields := map[string]string{}
-		for _, line := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok {
-				fields[k] = strings.TrimSpace(v)
-			}
-		}
-		infos = append(infos, fields)
+	links, err := bpfids.Links()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return infos, nil
+	return bpfObjs{progs: progs, links: links}
 }
 
 // processBPF returns the BPF programs and links that process pid holds
 // file descriptors of (a link counts its program too).
 func processBPF(pid int) (bpfObjs, error) {
-	o := newBPFObjs()
-	infos, err := bpfFDInfo(pid)
-	if err != nil {
-		return o, err
-	}
-	for _, fields := range infos {
-		for k, ids := range map[string]map[uint32]bool{"prog_id": o.progs, "link_id": o.links} {
-			if n, err := strconv.ParseUint(fields[k], 10, 32); err == nil {
-				ids[uint32(n)] = true
-			}
-		}
-	}
-	return o, nil
+	progs, links, err := bpfids.Held(pid)
+	return bpfObjs{progs: progs, links: links}, err
 }
 
 // isIpftrace reports whether process pid runs the binary under test (the

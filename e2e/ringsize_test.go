@@ -7,13 +7,15 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/ipftrace/ipftrace/internal/bpfids"
 )
 
 // ringBufferSizes returns max_entries of every BPF ring buffer map (map
 // type 27) among pid's open descriptors.
 func ringBufferSizes(t *testing.T, pid int) []int {
 	t.Helper()
-	infos, err := bpfFDInfo(pid)
+	infos, err := bpfids.FDInfo(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
