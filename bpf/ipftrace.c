@@ -277,6 +277,15 @@ static __always_inline struct in6_addr *raw16(const void *p)
 }
 
 /*
+ * 40 bytes at p as u64 words that plain loads may read (use_cast only):
+ * one load per 8 bytes, where in6_addr's u32 members took two and a shift.
+ */
+static __always_inline struct kernel_cpustat *raw40(const void *p)
+{
+	return (struct kernel_cpustat *)bpf_rdonly_cast(p, bpf_core_type_id_kernel(struct kernel_cpustat));
+}
+
+/*
  * Read size bytes (4, or a multiple of 8 up to 40) of packet header at src
  * into dst: plain loads with cast (use_cast; a fault reads zeros, which no
  * parser accepts as an IP header), else one probe read.
@@ -288,14 +297,11 @@ static __always_inline int read_hdr(void *dst, u32 size, const void *src, int ca
 			*(u32 *)dst = raw16(src)->in6_u.u6_addr32[0];
 			return 0;
 		}
+		struct kernel_cpustat *k = raw40(src);
 		u64 *d = dst;
 #pragma unroll
-		for (u32 i = 0; i < size / 8; i += 2) {
-			struct in6_addr *a = raw16(src + i * 8);
-			d[i] = *(u64 *)&a->in6_u.u6_addr32[0];
-			if (i + 1 < size / 8)
-				d[i + 1] = *(u64 *)&a->in6_u.u6_addr32[2];
-		}
+		for (u32 i = 0; i < size / 8; i++)
+			d[i] = k->cpustat[i];
 		return 0;
 	}
 	return bpf_probe_read_kernel(dst, size, src);

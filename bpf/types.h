@@ -65,6 +65,14 @@ struct in6_addr {
 	} in6_u;
 } __attribute__((preserve_access_index));
 
+/*
+ * Only as u64 words: packet headers are read through bpf_rdonly_cast as
+ * this type (read_hdr), whose first member is an array of u64.
+ */
+struct kernel_cpustat {
+	u64 cpustat[5];
+} __attribute__((preserve_access_index));
+
 struct ns_common {
 	unsigned int inum;
 } __attribute__((preserve_access_index));

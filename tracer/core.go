@@ -16,7 +16,7 @@ import (
 // CORETypes names the kernel types the BPF programs relocate against
 // (CO-RE): the scan keeps a copy of them (btfscan.Options.CORETypes).
 // TestCORE fails if a relocation needs another.
-var CORETypes = []string{"sk_buff", "sock", "net_device", "net", "in6_addr"}
+var CORETypes = []string{"sk_buff", "sock", "net_device", "net", "in6_addr", "kernel_cpustat"}
 
 // Kfuncs names the kernel functions the BPF programs call.
 var Kfuncs = []string{"bpf_rdonly_cast"}
