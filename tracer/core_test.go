@@ -1,6 +1,7 @@
 package tracer
 
 import (
+	"bytes"
 	"encoding/binary"
 	"os"
 	"slices"
@@ -126,5 +127,44 @@ func TestSockLayout(t *testing.T) {
 	if rel("skc_rcv_saddr") != 4 || rel("skc_dport") != 12 || rel("skc_num") != 14 || rel("skc_family") != 16 ||
 		rel("skc_state") != 18 || d6%8 != 0 || d6+16 > 88 || s6%8 != 0 || s6+16 > 88 {
 		t.Errorf("struct sock_common offsets %v: parse_sk reads field by field on this kernel", off)
+	}
+}
+
+// TestHasStructs checks the test that gates use_cast on read_hdr's types.
+func TestHasStructs(t *testing.T) {
+	u64 := &btf.Int{Name: "u64", Size: 8}
+	in6 := &btf.Struct{Name: "in6_addr", Size: 16}
+	cpustat := &btf.Struct{Name: "kernel_cpustat", Size: 80, Members: []btf.Member{
+		{Name: "cpustat", Type: &btf.Array{Index: u64, Type: u64, Nelems: 10}},
+	}}
+	notStruct := &btf.Typedef{Name: "kernel_cpustat", Type: u64}
+	for _, tc := range []struct {
+		name  string
+		types []btf.Type
+		want  bool
+	}{
+		{"both", []btf.Type{in6, cpustat}, true},
+		{"no kernel_cpustat", []btf.Type{in6}, false},
+		{"kernel_cpustat not a struct", []btf.Type{in6, notStruct}, false},
+		{"none", []btf.Type{u64}, false},
+	} {
+		b, err := btf.NewBuilder(tc.types, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := b.Marshal(nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		spec, err := btf.LoadSpecFromReader(bytes.NewReader(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := hasStructs(spec, castTypes); got != tc.want {
+			t.Errorf("%s: hasStructs = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if hasStructs(nil, castTypes) {
+		t.Error("hasStructs(nil) = true")
 	}
 }

@@ -93,8 +93,10 @@ func newObjects(g bpf.Group, f filter.Filter, fill asm.Instructions, track, vali
 			return nil, err
 		}
 		_, cast = core.Kfuncs["bpf_rdonly_cast"]
-	} else {
-		cast = hasKfunc(cache, "bpf_rdonly_cast")
+		cast = cast && hasStructs(coreSpec, castTypes)
+	} else if cast = hasKfunc(cache, "bpf_rdonly_cast"); cast {
+		kernel, err := cache.Kernel()
+		cast = err == nil && hasStructs(kernel, castTypes)
 	}
 	spec, err := groupSpec(g)
 	if err != nil {
@@ -568,6 +570,24 @@ func (o *objects) preload(templates []string) {
 			}()
 		}
 	}()
+}
+
+// castTypes are the kernel structs read_hdr casts packet headers to
+// (bpf/ipftrace.c): use_cast needs them as well as the kfunc.
+var castTypes = []string{"in6_addr", "kernel_cpustat"}
+
+// hasStructs reports whether spec has a struct of each of names.
+func hasStructs(spec *btf.Spec, names []string) bool {
+	if spec == nil {
+		return false
+	}
+	for _, n := range names {
+		var s *btf.Struct
+		if spec.TypeByName(n, &s) != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // hasKfunc reports whether the kernel's BTF has the kfunc name (false if
