@@ -94,9 +94,8 @@ func newObjects(g bpf.Group, f filter.Filter, fill asm.Instructions, track, vali
 		}
 		_, cast = core.Kfuncs["bpf_rdonly_cast"]
 		cast = cast && hasStructs(coreSpec, castTypes)
-	} else if cast = hasKfunc(cache, "bpf_rdonly_cast"); cast {
-		kernel, err := cache.Kernel()
-		cast = err == nil && hasStructs(kernel, castTypes)
+	} else {
+		cast = kernelCanCast(cache)
 	}
 	spec, err := groupSpec(g)
 	if err != nil {
@@ -590,15 +589,16 @@ func hasStructs(spec *btf.Spec, names []string) bool {
 	return true
 }
 
-// hasKfunc reports whether the kernel's BTF has the kfunc name (false if
-// the BTF cannot be read: the loads that need it will say why).
-func hasKfunc(cache *btf.Cache, name string) bool {
+// kernelCanCast reports whether the kernel's BTF has the kfunc
+// bpf_rdonly_cast and the castTypes (false if the BTF cannot be read: the
+// loads that need it will say why).
+func kernelCanCast(cache *btf.Cache) bool {
 	spec, err := cache.Kernel()
 	if err != nil {
 		return false
 	}
 	var fn *btf.Func
-	return spec.TypeByName(name, &fn) == nil
+	return spec.TypeByName("bpf_rdonly_cast", &fn) == nil && hasStructs(spec, castTypes)
 }
 
 // fillFunc is the subprogram of bpf/ipftrace.c whose body the module code
