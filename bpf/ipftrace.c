@@ -11,7 +11,9 @@
  *
  *   fentry, tp_btf:        one program is loaded per function; userspace
  *                          patches the descriptor into the DESC_MARKER
- *                          ld_imm64 of a clone of the template.
+ *                          ld_imm64 of a clone of the template. For fentry
+ *                          that clone is a stub that hands the hits it
+ *                          cannot drop to fentry_chain (FENTRY_STUB).
  *   kprobe:                one program per skb position; the descriptor is
  *                          the attach cookie of each function.
  *   kprobe-multi:          one program and link for each skb position 1..3,
@@ -229,6 +231,19 @@ struct {
 	__type(key, u64);
 	__type(value, struct track);
 } track SEC(".maps");
+
+/*
+ * fentry stubs (PROGS_FENTRY): a stub hands a hit to fentry_chain by
+ * calling bpf_map_delete_elem on this map with a struct chain_arg as the
+ * key. The kernel runs that as array_map_delete_elem (which refuses: an
+ * array has nothing to delete), where fentry_chain is attached.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, u32);
+} chain SEC(".maps");
 
 /* kprobe backends: the original skb of a clone/copy call in flight. */
 struct {
@@ -1272,6 +1287,84 @@ FENTRY_SHARED(9)
 FENTRY_SHARED(10)
 FENTRY_SHARED(11)
 FENTRY_SHARED(12)
+
+/*
+ * fentry with stubs and one chained handler (tracer/fentry.go). The kernel
+ * verifies every fentry program on its own, per function, and lets a
+ * tracing program tail-call only programs of the same BTF prototype. So
+ * each function gets a stub: it reads the skb's header offsets and lets a
+ * packet of another flow go at once (fast_nomatch), as the kprobe
+ * programs do. Any other hit it hands to fentry_chain, the whole program,
+ * loaded once: the stub calls bpf_map_delete_elem(&chain, &arg), the
+ * kernel enters array_map_delete_elem, and fentry_chain, attached there,
+ * reads the stub's chain_arg from the key pointer. A stub verifies in a
+ * tenth of the instructions of the whole program.
+ */
+struct chain_arg {
+	u32 key; /* 0: the key bpf_map_delete_elem sees */
+	u32 pad;
+	u64 desc;
+	u64 skb;
+	u64 reason;
+	u64 sk;
+};
+
+#define FENTRY_STUB(N)                                                         \
+	SEC("fentry/placeholder")                                              \
+	int fentry_stub##N(u64 *ctx)                                           \
+	{                                                                      \
+		struct sk_buff *skb = (struct sk_buff *)ctx[N - 1];            \
+		struct skb_hdrs hd;                                            \
+		if (!skb || ipft_disabled)                                     \
+			return 0;                                              \
+		skb_hdrs_direct(skb, &hd);                                     \
+		hd.cast = use_cast;                                            \
+		if (fast_nomatch(&hd) && !maybe_tracked(skb))                  \
+			return 0;                                              \
+		struct chain_arg c = {.desc = patched_desc(), .skb = (u64)skb}; \
+		u32 rpos = desc_reason_pos(c.desc);                            \
+		if (rpos)                                                      \
+			bpf_get_func_arg(ctx, rpos - 1, &c.reason);            \
+		c.sk = (u64)fentry_sock(ctx, c.desc);                          \
+		bpf_map_delete_elem(&chain, &c);                               \
+		return 0;                                                      \
+	}
+
+FENTRY_STUB(1)
+FENTRY_STUB(2)
+FENTRY_STUB(3)
+FENTRY_STUB(4)
+FENTRY_STUB(5)
+FENTRY_STUB(6)
+FENTRY_STUB(7)
+FENTRY_STUB(8)
+FENTRY_STUB(9)
+FENTRY_STUB(10)
+FENTRY_STUB(11)
+FENTRY_STUB(12)
+
+/*
+ * The stubs' handler, on array_map_delete_elem(map, key): a call on
+ * another map is none of ours. The skb is a plain address here, as in the
+ * kprobe programs.
+ */
+SEC("fentry/array_map_delete_elem")
+int fentry_chain(u64 *ctx)
+{
+	struct chain_arg c;
+	if ((void *)ctx[0] != (void *)&chain)
+		return 0;
+	if (bpf_probe_read_kernel(&c, sizeof(c), (void *)ctx[1]) < 0)
+		return 0;
+	struct sk_buff *skb = (struct sk_buff *)c.skb;
+	if (use_cast)
+		skb = bpf_rdonly_cast(skb, bpf_core_type_id_kernel(struct sk_buff));
+	HANDLE(skb, use_cast, use_cast, 0, 0, {
+		desc = c.desc;
+		reason = c.reason;
+	}, (struct sock *)c.sk);
+	return 0;
+}
 
 /* fexit on skb_clone, skb_copy, __pskb_copy_fclone, skb_copy_expand. */
 SEC("fexit/placeholder")

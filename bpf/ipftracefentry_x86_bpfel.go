@@ -16,10 +16,12 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	IpftraceFentryMapChain                = "chain"
 	IpftraceFentryMapCloneStash           = "clone_stash"
 	IpftraceFentryMapCounters             = "counters"
 	IpftraceFentryMapEvents               = "events"
 	IpftraceFentryMapTrack                = "track"
+	IpftraceFentryProgFentryChain         = "fentry_chain"
 	IpftraceFentryProgFentryShared1       = "fentry_shared1"
 	IpftraceFentryProgFentryShared10      = "fentry_shared10"
 	IpftraceFentryProgFentryShared10Split = "fentry_shared10_split"
@@ -56,6 +58,18 @@ const (
 	IpftraceFentryProgFentrySkb7          = "fentry_skb7"
 	IpftraceFentryProgFentrySkb8          = "fentry_skb8"
 	IpftraceFentryProgFentrySkb9          = "fentry_skb9"
+	IpftraceFentryProgFentryStub1         = "fentry_stub1"
+	IpftraceFentryProgFentryStub10        = "fentry_stub10"
+	IpftraceFentryProgFentryStub11        = "fentry_stub11"
+	IpftraceFentryProgFentryStub12        = "fentry_stub12"
+	IpftraceFentryProgFentryStub2         = "fentry_stub2"
+	IpftraceFentryProgFentryStub3         = "fentry_stub3"
+	IpftraceFentryProgFentryStub4         = "fentry_stub4"
+	IpftraceFentryProgFentryStub5         = "fentry_stub5"
+	IpftraceFentryProgFentryStub6         = "fentry_stub6"
+	IpftraceFentryProgFentryStub7         = "fentry_stub7"
+	IpftraceFentryProgFentryStub8         = "fentry_stub8"
+	IpftraceFentryProgFentryStub9         = "fentry_stub9"
 	IpftraceFentryProgFexitClone          = "fexit_clone"
 	IpftraceFentryVarEventTypeAnchor      = "event_type_anchor"
 	IpftraceFentryVarF_daddr              = "f_daddr"
@@ -125,6 +139,7 @@ type IpftraceFentrySpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type IpftraceFentryProgramSpecs struct {
+	FentryChain         *ebpf.ProgramSpec `ebpf:"fentry_chain"`
 	FentryShared1       *ebpf.ProgramSpec `ebpf:"fentry_shared1"`
 	FentryShared10      *ebpf.ProgramSpec `ebpf:"fentry_shared10"`
 	FentryShared10Split *ebpf.ProgramSpec `ebpf:"fentry_shared10_split"`
@@ -161,6 +176,18 @@ type IpftraceFentryProgramSpecs struct {
 	FentrySkb7          *ebpf.ProgramSpec `ebpf:"fentry_skb7"`
 	FentrySkb8          *ebpf.ProgramSpec `ebpf:"fentry_skb8"`
 	FentrySkb9          *ebpf.ProgramSpec `ebpf:"fentry_skb9"`
+	FentryStub1         *ebpf.ProgramSpec `ebpf:"fentry_stub1"`
+	FentryStub10        *ebpf.ProgramSpec `ebpf:"fentry_stub10"`
+	FentryStub11        *ebpf.ProgramSpec `ebpf:"fentry_stub11"`
+	FentryStub12        *ebpf.ProgramSpec `ebpf:"fentry_stub12"`
+	FentryStub2         *ebpf.ProgramSpec `ebpf:"fentry_stub2"`
+	FentryStub3         *ebpf.ProgramSpec `ebpf:"fentry_stub3"`
+	FentryStub4         *ebpf.ProgramSpec `ebpf:"fentry_stub4"`
+	FentryStub5         *ebpf.ProgramSpec `ebpf:"fentry_stub5"`
+	FentryStub6         *ebpf.ProgramSpec `ebpf:"fentry_stub6"`
+	FentryStub7         *ebpf.ProgramSpec `ebpf:"fentry_stub7"`
+	FentryStub8         *ebpf.ProgramSpec `ebpf:"fentry_stub8"`
+	FentryStub9         *ebpf.ProgramSpec `ebpf:"fentry_stub9"`
 	FexitClone          *ebpf.ProgramSpec `ebpf:"fexit_clone"`
 }
 
@@ -168,6 +195,7 @@ type IpftraceFentryProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type IpftraceFentryMapSpecs struct {
+	Chain      *ebpf.MapSpec `ebpf:"chain"`
 	CloneStash *ebpf.MapSpec `ebpf:"clone_stash"`
 	Counters   *ebpf.MapSpec `ebpf:"counters"`
 	Events     *ebpf.MapSpec `ebpf:"events"`
@@ -224,6 +252,7 @@ func (o *IpftraceFentryObjects) Close() error {
 //
 // It can be passed to LoadIpftraceFentryObjects or ebpf.CollectionSpec.LoadAndAssign.
 type IpftraceFentryMaps struct {
+	Chain      *ebpf.Map `ebpf:"chain"`
 	CloneStash *ebpf.Map `ebpf:"clone_stash"`
 	Counters   *ebpf.Map `ebpf:"counters"`
 	Events     *ebpf.Map `ebpf:"events"`
@@ -232,6 +261,7 @@ type IpftraceFentryMaps struct {
 
 func (m *IpftraceFentryMaps) Close() error {
 	return _IpftraceFentryClose(
+		m.Chain,
 		m.CloneStash,
 		m.Counters,
 		m.Events,
@@ -273,6 +303,7 @@ type IpftraceFentryVariables struct {
 //
 // It can be passed to LoadIpftraceFentryObjects or ebpf.CollectionSpec.LoadAndAssign.
 type IpftraceFentryPrograms struct {
+	FentryChain         *ebpf.Program `ebpf:"fentry_chain"`
 	FentryShared1       *ebpf.Program `ebpf:"fentry_shared1"`
 	FentryShared10      *ebpf.Program `ebpf:"fentry_shared10"`
 	FentryShared10Split *ebpf.Program `ebpf:"fentry_shared10_split"`
@@ -309,11 +340,24 @@ type IpftraceFentryPrograms struct {
 	FentrySkb7          *ebpf.Program `ebpf:"fentry_skb7"`
 	FentrySkb8          *ebpf.Program `ebpf:"fentry_skb8"`
 	FentrySkb9          *ebpf.Program `ebpf:"fentry_skb9"`
+	FentryStub1         *ebpf.Program `ebpf:"fentry_stub1"`
+	FentryStub10        *ebpf.Program `ebpf:"fentry_stub10"`
+	FentryStub11        *ebpf.Program `ebpf:"fentry_stub11"`
+	FentryStub12        *ebpf.Program `ebpf:"fentry_stub12"`
+	FentryStub2         *ebpf.Program `ebpf:"fentry_stub2"`
+	FentryStub3         *ebpf.Program `ebpf:"fentry_stub3"`
+	FentryStub4         *ebpf.Program `ebpf:"fentry_stub4"`
+	FentryStub5         *ebpf.Program `ebpf:"fentry_stub5"`
+	FentryStub6         *ebpf.Program `ebpf:"fentry_stub6"`
+	FentryStub7         *ebpf.Program `ebpf:"fentry_stub7"`
+	FentryStub8         *ebpf.Program `ebpf:"fentry_stub8"`
+	FentryStub9         *ebpf.Program `ebpf:"fentry_stub9"`
 	FexitClone          *ebpf.Program `ebpf:"fexit_clone"`
 }
 
 func (p *IpftraceFentryPrograms) Close() error {
 	return _IpftraceFentryClose(
+		p.FentryChain,
 		p.FentryShared1,
 		p.FentryShared10,
 		p.FentryShared10Split,
@@ -350,6 +394,18 @@ func (p *IpftraceFentryPrograms) Close() error {
 		p.FentrySkb7,
 		p.FentrySkb8,
 		p.FentrySkb9,
+		p.FentryStub1,
+		p.FentryStub10,
+		p.FentryStub11,
+		p.FentryStub12,
+		p.FentryStub2,
+		p.FentryStub3,
+		p.FentryStub4,
+		p.FentryStub5,
+		p.FentryStub6,
+		p.FentryStub7,
+		p.FentryStub8,
+		p.FentryStub9,
 		p.FexitClone,
 	)
 }

@@ -16,6 +16,7 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	IpftraceKprobeMapChain           = "chain"
 	IpftraceKprobeMapCloneStash      = "clone_stash"
 	IpftraceKprobeMapCounters        = "counters"
 	IpftraceKprobeMapEvents          = "events"
@@ -110,6 +111,7 @@ type IpftraceKprobeProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type IpftraceKprobeMapSpecs struct {
+	Chain      *ebpf.MapSpec `ebpf:"chain"`
 	CloneStash *ebpf.MapSpec `ebpf:"clone_stash"`
 	Counters   *ebpf.MapSpec `ebpf:"counters"`
 	Events     *ebpf.MapSpec `ebpf:"events"`
@@ -166,6 +168,7 @@ func (o *IpftraceKprobeObjects) Close() error {
 //
 // It can be passed to LoadIpftraceKprobeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type IpftraceKprobeMaps struct {
+	Chain      *ebpf.Map `ebpf:"chain"`
 	CloneStash *ebpf.Map `ebpf:"clone_stash"`
 	Counters   *ebpf.Map `ebpf:"counters"`
 	Events     *ebpf.Map `ebpf:"events"`
@@ -174,6 +177,7 @@ type IpftraceKprobeMaps struct {
 
 func (m *IpftraceKprobeMaps) Close() error {
 	return _IpftraceKprobeClose(
+		m.Chain,
 		m.CloneStash,
 		m.Counters,
 		m.Events,

@@ -16,6 +16,7 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	IpftraceKprobeMultiMapChain                = "chain"
 	IpftraceKprobeMultiMapCloneStash           = "clone_stash"
 	IpftraceKprobeMultiMapCounters             = "counters"
 	IpftraceKprobeMultiMapEvents               = "events"
@@ -106,6 +107,7 @@ type IpftraceKprobeMultiProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type IpftraceKprobeMultiMapSpecs struct {
+	Chain      *ebpf.MapSpec `ebpf:"chain"`
 	CloneStash *ebpf.MapSpec `ebpf:"clone_stash"`
 	Counters   *ebpf.MapSpec `ebpf:"counters"`
 	Events     *ebpf.MapSpec `ebpf:"events"`
@@ -162,6 +164,7 @@ func (o *IpftraceKprobeMultiObjects) Close() error {
 //
 // It can be passed to LoadIpftraceKprobeMultiObjects or ebpf.CollectionSpec.LoadAndAssign.
 type IpftraceKprobeMultiMaps struct {
+	Chain      *ebpf.Map `ebpf:"chain"`
 	CloneStash *ebpf.Map `ebpf:"clone_stash"`
 	Counters   *ebpf.Map `ebpf:"counters"`
 	Events     *ebpf.Map `ebpf:"events"`
@@ -170,6 +173,7 @@ type IpftraceKprobeMultiMaps struct {
 
 func (m *IpftraceKprobeMultiMaps) Close() error {
 	return _IpftraceKprobeMultiClose(
+		m.Chain,
 		m.CloneStash,
 		m.Counters,
 		m.Events,

@@ -45,6 +45,7 @@ type IpftraceTpEvent struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	IpftraceTpMapChain           = "chain"
 	IpftraceTpMapCloneStash      = "clone_stash"
 	IpftraceTpMapCounters        = "counters"
 	IpftraceTpMapEvents          = "events"
@@ -137,6 +138,7 @@ type IpftraceTpProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type IpftraceTpMapSpecs struct {
+	Chain      *ebpf.MapSpec `ebpf:"chain"`
 	CloneStash *ebpf.MapSpec `ebpf:"clone_stash"`
 	Counters   *ebpf.MapSpec `ebpf:"counters"`
 	Events     *ebpf.MapSpec `ebpf:"events"`
@@ -193,6 +195,7 @@ func (o *IpftraceTpObjects) Close() error {
 //
 // It can be passed to LoadIpftraceTpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type IpftraceTpMaps struct {
+	Chain      *ebpf.Map `ebpf:"chain"`
 	CloneStash *ebpf.Map `ebpf:"clone_stash"`
 	Counters   *ebpf.Map `ebpf:"counters"`
 	Events     *ebpf.Map `ebpf:"events"`
@@ -201,6 +204,7 @@ type IpftraceTpMaps struct {
 
 func (m *IpftraceTpMaps) Close() error {
 	return _IpftraceTpClose(
+		m.Chain,
 		m.CloneStash,
 		m.Counters,
 		m.Events,

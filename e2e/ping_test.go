@@ -108,9 +108,16 @@ func textBlocks(out string) [][]string {
 // TestPingText: the same journey in -o text: a flow header
 // "ICMP 10.0.0.1 -> 10.0.0.2" and the functions of the path, in order.
 func TestPingText(t *testing.T) {
+	pingText(t)
+}
+
+// pingText traces one ping with text output (ipftrace gets extra args
+// too), checks that a journey through the request path is printed and
+// that no journey is outside the filter, and returns the stopped tracer.
+func pingText(t *testing.T, extra ...string) *tracer {
 	p := newNetPair(t)
 	requireTool(t, "ping")
-	tr := startTracer(t, tracerArgs(t, "-o", "text", "-p", "icmp", "-s", addrA, "-d", addrB)...)
+	tr := startTracer(t, tracerArgs(t, append([]string{"-o", "text", "-p", "icmp", "-s", addrA, "-d", addrB}, extra...)...)...)
 	ping(t, p.a, addrB, 1)
 	want := requestPath(tr.backend, "ICMP", 4)
 	found := func() bool {
@@ -145,6 +152,7 @@ func TestPingText(t *testing.T) {
 		}
 	}
 	t.Logf("stdout:\n%s", tr.stdout.String())
+	return tr
 }
 
 // TestCount: -c 1 exits on its own, status 0, after exactly one journey.

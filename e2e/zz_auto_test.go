@@ -136,7 +136,27 @@ func TestAutoPing(t *testing.T) {
 		t.Logf("stderr reports lost events:\n%s", tr.stderr.String())
 	}
 	if tr.backend == "fentry" {
-		checkShared(t, tr.stderr.String(), n, m)
+		checkStubs(t, tr.stderr.String(), n)
+	}
+}
+
+// stubsRE is -v's account of the fentry attach with chained stubs.
+var stubsRE = regexp.MustCompile(`(?m)^ipftrace: fentry: (\d+) stubs chained to fentry_chain$`)
+
+// checkStubs checks that an fentry run attached a stub for each of its
+// attached functions, plus fentry_chain, which the journey the test
+// asserted ran through (with the functions' own names: the stubs passed
+// their descriptors on).
+func checkStubs(t *testing.T, stderr string, attached int) {
+	t.Helper()
+	m := stubsRE.FindStringSubmatch(stderr)
+	if m == nil {
+		t.Fatalf("fentry -v printed no chained-stubs line:\n%s", stderr)
+	}
+	stubs, _ := strconv.Atoi(m[1])
+	t.Logf("fentry: %d stubs chained to fentry_chain", stubs)
+	if stubs != attached {
+		t.Errorf("%d stubs for %d attached functions", stubs, attached)
 	}
 }
 
@@ -147,7 +167,7 @@ var sharedRE = regexp.MustCompile(`(?m)^ipftrace: fentry: (\d+) functions in (\d
 // split shared handlers: the chosen variant's count first.
 var splitRE = regexp.MustCompile(`(?m)^ipftrace: fentry: (split|inline) handlers \(\S+ verified in (\d+) instructions (split|inline), (\d+) (split|inline)\)$`)
 
-// checkShared checks that an fentry --auto run shared handlers: fewer
+// checkShared checks that an fentry run shared handlers: fewer
 // handlers than functions, the others reached by tail call, and a program
 // for every function of the groups attached (the others, module
 // functions above all, load a clone each). The journey the test asserted ran through

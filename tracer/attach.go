@@ -186,6 +186,17 @@ func (t *tracer) attachTracing(ctx context.Context, a *attachment, p *progress) 
 		rest[id] = id
 	}
 	if t.backend == BackendFentry {
+		err := t.attachChain(a)
+		t.stubs = err == nil
+		if t.cfg.Verbose {
+			if t.stubs {
+				t.verbosef("fentry: a stub per function, chained to %s on %s", chainTemplate, chainFunc)
+			} else {
+				t.verbosef("fentry: no chained stubs (%v); shared handlers", err)
+			}
+		}
+	}
+	if t.backend == BackendFentry && !t.stubs {
 		if ok, err := t.sharedHandlers(); ok {
 			groups, rest = t.fentryGroups()
 			var why string
@@ -236,6 +247,9 @@ loop:
 	if n, first := t.objs.rawFailures(); n > 0 && t.cfg.Verbose {
 		t.verbosef("%d clones went through cilium/ebpf's loader: no raw template (first: %v)", n, first)
 	}
+	if t.stubs && t.cfg.Verbose {
+		t.verbosef("fentry: %d stubs chained to %s", t.share.stubs.Load(), chainTemplate)
+	}
 	if len(groups) > 0 && t.cfg.Verbose {
 		t.verbosef("fentry: %d functions in %d prototype groups: %d handlers, %d tail calls",
 			len(t.targets)-len(rest), len(groups), t.share.handlers.Load(), t.share.tails.Load())
@@ -272,6 +286,7 @@ func (t *tracer) setAttachIDs() {
 		for _, h := range t.helpers { // vmlinux functions
 			names = append(names, h.name)
 		}
+		names = append(names, chainFunc)
 	}
 	vm := btfscan.Names{Funcs: names}
 	if tps {
@@ -335,6 +350,9 @@ func (t *tracer) attachOneTracing(id int, a *attachment) {
 			return
 		}
 		tmpl = fentryTemplate(tg)
+		if t.stubs {
+			tmpl = stubTemplate(tg)
+		}
 		desc = t.desc(id)
 	}
 	prog, err := t.objs.loadClone(tmpl, tg.Name, tg.Module, desc)
@@ -356,6 +374,9 @@ func (t *tracer) attachOneTracing(id int, a *attachment) {
 		return
 	}
 	a.addClone(l, prog)
+	if t.stubs {
+		t.share.stubs.Add(1)
+	}
 }
 
 // errPosition marks a target whose skb argument the backend cannot read.

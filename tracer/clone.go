@@ -143,7 +143,7 @@ func (o *objects) buildRawTemplate(template string) (*rawTemplate, error) {
 		}
 		off += int(ins.Size())
 	}
-	if len(rt.descOffs) == 0 && !cookieTemplate(template) {
+	if len(rt.descOffs) == 0 && !unpatchedTemplate(template) {
 		return nil, errors.New("descriptor marker not found")
 	}
 

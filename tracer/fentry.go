@@ -16,7 +16,51 @@ import (
 	"github.com/cilium/ebpf/link"
 )
 
-// fentry with shared handlers.
+// fentry with stubs and a chained handler.
+//
+// Each function gets a stub (fentry_stubN, ~230 instructions): it drops a
+// packet of another flow itself (fast_nomatch) and hands any other hit to
+// fentry_chain, the whole program, loaded once: it calls
+// bpf_map_delete_elem on the chain map with its hit's data as the key, the
+// kernel enters array_map_delete_elem, and fentry_chain is attached there
+// (bpf/ipftrace.c). The kernel runs fentry programs nested in another BPF
+// program, as long as the same program is not already running on that CPU
+// (then the hit counts as a skipped run, reported at exit).
+//
+// If fentry_chain cannot be attached, the shared handlers below are the
+// fallback.
+
+// chainTemplate is the stubs' handler; chainFunc the kernel function it
+// attaches to, which the stubs reach through bpf_map_delete_elem on the
+// chain map.
+const (
+	chainTemplate = "fentry_chain"
+	chainFunc     = "array_map_delete_elem"
+)
+
+// stubTemplate is the stub template for a target's skb slot.
+func stubTemplate(t Target) string { return fmt.Sprintf("fentry_stub%d", t.slot()) }
+
+// attachChain loads fentry_chain and attaches it to chainFunc, before any
+// stub: a stub's hit before then would be lost without a count.
+func (t *tracer) attachChain(a *attachment) error {
+	if t.objs.consts.hooks.noChain {
+		return errors.New("test hook " + NoChainEnv)
+	}
+	prog, err := t.objs.loadClone(chainTemplate, chainFunc, "", 0)
+	if err != nil {
+		return fmt.Errorf("load %s: %w", chainTemplate, err)
+	}
+	l, err := link.AttachTracing(link.TracingOptions{Program: prog, AttachType: ebpf.AttachTraceFEntry})
+	if err != nil {
+		prog.Close()
+		return fmt.Errorf("attach %s to %s: %w", chainTemplate, chainFunc, err)
+	}
+	a.addClone(l, prog)
+	return nil
+}
+
+// fentry with shared handlers (the fallback).
 //
 // A clone of the whole program per function made the kernel verify and
 // JIT ~1100 instructions 1650 times for --auto. The kernel lets a tracing
@@ -44,14 +88,18 @@ func splitSuffix(split bool) string {
 	return ""
 }
 
-// cookieTemplate reports whether template takes its descriptor from the
-// attach cookie rather than from a patched constant.
-func cookieTemplate(template string) bool { return strings.HasPrefix(template, "fentry_shared") }
+// unpatchedTemplate reports whether template gets its descriptor at run
+// time (a shared handler from the attach cookie, fentry_chain from the
+// stub that called it) rather than as a patched constant.
+func unpatchedTemplate(template string) bool {
+	return strings.HasPrefix(template, "fentry_shared") || template == chainTemplate
+}
 
 // sharing counts what the shared-handler attach loaded.
 type sharing struct {
 	handlers atomic.Int64 // whole programs (one per group, more if a group fell back)
 	tails    atomic.Int64 // tail-call programs
+	stubs    atomic.Int64 // stubs chained to fentry_chain
 	fellBack atomic.Int64 // groups whose handler could not be shared (each function got its own)
 	firstErr atomic.Value // error: why the first of them could not
 }

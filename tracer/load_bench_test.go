@@ -17,7 +17,7 @@ import (
 )
 
 // BenchmarkLoadClone measures loading one patched clone of the tp_btf
-// template (relocated as a run does, from the raw template; /cilium: through
+// template, of an fentry stub and of a shared fentry handler (relocated as a run does, from the raw template; /cilium: through
 // cilium/ebpf's loader), the per-function cost of the fentry and tracepoint
 // backends
 // (fentry itself cannot load on every host). Needs root.
@@ -35,6 +35,7 @@ func BenchmarkLoadClone(b *testing.B) {
 		b.Run(c.name+"/cilium", func(b *testing.B) { benchLoadClone(b, scan, tpClone, c.f, true) })
 		b.Run(c.name+"/fentry", func(b *testing.B) { benchLoadClone(b, scan, fentryClone, c.f, false) })
 		b.Run(c.name+"/fentry-split", func(b *testing.B) { benchLoadClone(b, scan, fentrySplitClone, c.f, false) })
+		b.Run(c.name+"/fentry-stub", func(b *testing.B) { benchLoadClone(b, scan, fentryStubClone, c.f, false) })
 	}
 }
 
@@ -56,6 +57,9 @@ var (
 	fentryClone = cloneKind{bpf.Fentry, "fentry_shared1", "ip_rcv", false, true}
 	// fentrySplitClone is its variant that ends a hit in a global function.
 	fentrySplitClone = cloneKind{bpf.Fentry, "fentry_shared1_split", "ip_rcv", false, true}
+	// fentryStubClone is a stub, the fentry backend's per-function load
+	// when stubs chain to fentry_chain.
+	fentryStubClone = cloneKind{bpf.Fentry, "fentry_stub1", "ip_rcv", false, false}
 )
 
 // benchLoadClone loads clones as a run does (loadClone: the raw template),

@@ -343,7 +343,7 @@ func (o *objects) loadCloneID(template, attachTo, module string, desc uint64, id
 			o.rawMu.Unlock()
 		}
 	}
-	return o.loadProgram(template, attachTo, module != "", desc, !cookieTemplate(template))
+	return o.loadProgram(template, attachTo, module != "", desc, !unpatchedTemplate(template))
 }
 
 // moduleBTF returns the BTF object of a loaded kernel module, which a load

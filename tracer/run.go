@@ -35,6 +35,7 @@ type tracer struct {
 	helpers []helper // tracking helpers; IDs follow the targets'
 	share   sharing  // what the fentry attach shared (attachGroup)
 	split   bool     // fentry: the _split shared handlers (chooseFentrySplit)
+	stubs   bool     // fentry: stubs chained to fentry_chain (attachChain)
 	att     *attachment
 }
 

@@ -19,18 +19,24 @@ const (
 	// really created without BPF_F_MMAPABLE; cilium/ebpf maps every data
 	// section where the kernel can, so a run cannot be given one.
 	NoMmapEnv = "IPFTRACE_TEST_NO_MMAP"
+	// NoChainEnv set to "1": the fentry backend does not attach
+	// fentry_chain, as on a kernel where array_map_delete_elem cannot be
+	// traced, and falls back to shared handlers (tracer/fentry.go).
+	NoChainEnv = "IPFTRACE_TEST_NO_CHAIN"
 )
 
 // testHooks are the hooks set in the environment.
 type testHooks struct {
 	skEachField bool
 	noMmap      bool
+	noChain     bool
 }
 
 func readTestHooks() testHooks {
 	return testHooks{
 		skEachField: os.Getenv(SkFieldsEnv) == "each",
 		noMmap:      os.Getenv(NoMmapEnv) == "1",
+		noChain:     os.Getenv(NoChainEnv) == "1",
 	}
 }
 
@@ -42,6 +48,9 @@ func (h testHooks) notes() []string {
 	}
 	if h.noMmap {
 		n = append(n, "test hook "+NoMmapEnv+": flags set without the data section's memory mapping")
+	}
+	if h.noChain {
+		n = append(n, "test hook "+NoChainEnv+": fentry without chained stubs")
 	}
 	return n
 }

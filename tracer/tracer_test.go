@@ -101,12 +101,12 @@ func TestPatchDescriptor(t *testing.T) {
 	for name, ps := range spec.Programs {
 		insns := ps.Copy().Instructions
 		err := patchDescriptor(insns, descriptor(42, 3))
-		patched := (name[:3] == "fen" || name[:3] == "tp_" || name[:3] == "fex") && !cookieTemplate(name)
+		patched := (name[:3] == "fen" || name[:3] == "tp_" || name[:3] == "fex") && !unpatchedTemplate(name)
 		if patched && err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
 		if !patched && err == nil {
-			t.Errorf("%s: has a descriptor marker but gets its descriptor from the cookie", name)
+			t.Errorf("%s: has a descriptor marker but gets its descriptor at run time", name)
 		}
 		if patched {
 			for _, ins := range insns {
@@ -174,7 +174,8 @@ func TestTemplates(t *testing.T) {
 		t.Fatal(err)
 	}
 	for pos := 1; pos <= maxFentryArg; pos++ {
-		names := []string{fentryTemplate(Target{SkbPos: pos}), sharedTemplate(Target{SkbPos: pos}, false), sharedTemplate(Target{SkbPos: pos}, true)}
+		tg := Target{SkbPos: pos}
+		names := []string{fentryTemplate(tg), stubTemplate(tg), sharedTemplate(tg, false), sharedTemplate(tg, true)}
 		for _, name := range names {
 			if _, ok := spec.Programs[name]; !ok {
 				t.Errorf("no fentry template %s", name)
@@ -188,7 +189,7 @@ func TestTemplates(t *testing.T) {
 			}
 		}
 	}
-	for _, name := range []string{"kprobe_multi_skb1", "kprobe_multi_skb2", "kprobe_multi_skb3", "kprobe_multi_skb_any", "kprobe_multi_clone", "kretprobe_multi_clone"} {
+	for _, name := range []string{chainTemplate, "kprobe_multi_skb1", "kprobe_multi_skb2", "kprobe_multi_skb3", "kprobe_multi_skb_any", "kprobe_multi_clone", "kretprobe_multi_clone"} {
 		if _, ok := spec.Programs[name]; !ok {
 			t.Errorf("no template %s", name)
 		}

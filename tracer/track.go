@@ -310,6 +310,9 @@ func (t *tracer) attachHelper(h helper, a *attachment) error {
 	switch t.backend {
 	case BackendFentry:
 		tmpl, typ := "fentry_skb1", ebpf.AttachTraceFEntry
+		if t.stubs {
+			tmpl = "fentry_stub1"
+		}
 		if h.kind == helperClone {
 			tmpl, typ = "fexit_clone", ebpf.AttachTraceFExit
 		}
