@@ -87,8 +87,8 @@ test: deps check-generate unit fuzz e2e vmtest
 # Benchmarks (issue 6): userspace microbenchmarks, then the host (tracepoint
 # backend), then one VM boot per kernel running every function backend with
 # its own base and floor; a VM with fentry also measures loading one fentry
-# handler, inline and split (LoadClone/*/fentry*, where the fentry attach
-# spends most of its time). Quick run: make bench BENCH_REPS=1 BENCH_COUNT=2000.
+# stub and one shared handler, inline and split (LoadClone/*/fentry*: the
+# fentry attach loads a stub per function). Quick run: make bench BENCH_REPS=1 BENCH_COUNT=2000.
 # Results are appended to $(BENCH_OUT) (not committed).
 BENCH_REPS       ?= 3
 BENCH_COUNT      ?= 20000

@@ -55,7 +55,7 @@ func merit(name string, reach, total int) string {
 	case BackendKprobeMulti:
 		return fmt.Sprintf("reaches %d/%d functions, attaches and detaches them in one call each, lowest per-packet cost (make bench)", reach, total)
 	case BackendFentry:
-		return fmt.Sprintf("reaches %d/%d functions, a program load per prototype and a tail call per function, cheaper per packet than kprobes", reach, total)
+		return fmt.Sprintf("reaches %d/%d functions, a small stub program per function to load and one grace period each to detach, cheaper per packet than kprobes", reach, total)
 	case BackendKprobe:
 		return fmt.Sprintf("reaches %d/%d functions, one kprobe per function", reach, total)
 	}
