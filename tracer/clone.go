@@ -15,7 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// rawTemplate is a per-function template (fentry_skbN, tp_skbN, fexit_clone) made
+// rawTemplate is a per-function template (fentry_stubN, fentry_skbN, tp_skbN, fexit_clone) made
 // ready once for a run: relocated, its maps' descriptors and fill_data in
 // place, marshalled. Each clone is then a copy of its bytes with the
 // function's descriptor written at descOffs and one BPF_PROG_LOAD, the way

@@ -17,10 +17,10 @@ import (
 )
 
 // BenchmarkLoadClone measures loading one patched clone of the tp_btf
-// template, of an fentry stub and of a shared fentry handler (relocated as a run does, from the raw template; /cilium: through
-// cilium/ebpf's loader), the per-function cost of the fentry and tracepoint
-// backends
-// (fentry itself cannot load on every host). Needs root.
+// template, an fentry stub and a shared fentry handler (relocated as a run
+// does, from the raw template; /cilium: through cilium/ebpf's loader): the
+// per-function cost of the fentry and tracepoint backends (fentry itself
+// cannot load on every host). Needs root.
 func BenchmarkLoadClone(b *testing.B) {
 	requireRoot(b)
 	// As a run loads them: relocated against the scan's CO-RE types.
